@@ -1,0 +1,136 @@
+"""Static analysis of a graph: an ordered tuple of small pure passes -> an `Analysis`.
+
+Each pass reads the graph (and earlier passes' results) and returns one fact per node;
+nothing here builds a model. Conventions are domain.md's: MACs of conv/linear/maxout,
+bias excluded, FLOPs = 2 x MACs; "forward activations" count the input and every layer
+that makes a new tensor (elementwise activations and dropout are taken as in place, as
+torchvision runs them; flatten and identity are views).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import is_frozen, optimizer_slots
+from .ir import Graph, Node
+from .ops import Tensor
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+@dataclass(frozen=True, slots=True)
+class LayerStats:
+    node: Node
+    tensors: tuple[Tensor, ...]
+    params: int      # parameters (PyTorch's sum(p.numel())), frozen ones included
+    trainable: int   # parameters not frozen by the train section's `freeze`
+    buffers: int     # running statistics: stored, not trained, not counted in params
+    macs: int
+    activations: int  # output elements per sample
+    rf: tuple[int, ...] | None    # receptive field per spatial axis of the input
+    jump: tuple[int, ...] | None  # cumulative stride per spatial axis
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    params: int            # parameters, as quoted for torchvision models
+    trainable: int         # parameters not frozen
+    buffers: int
+    macs: int
+    activations: int       # forward activation elements per sample (input included)
+    kept: int              # elements per sample kept for backward (every non-view output)
+    param_bytes: int
+    forward_bytes: int     # activations x batch x dtype
+    train_bytes: int       # params + grads + optimizer state + kept activations x batch
+    optimizer: str
+    optimizer_slots: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    graph: Graph
+    batch: int
+    dtype: str
+    layers: tuple[LayerStats, ...]  # one per node, input first
+    totals: Totals
+
+    def layer(self, name: str) -> LayerStats | None:
+        node = self.graph.find(name)
+        return self.layers[node.id] if node is not None else None
+
+
+# ---- passes: each maps (graph, facts so far) -> a tuple with one entry per node ------------
+
+def tensors_pass(g: Graph, facts: dict) -> tuple:
+    return tuple(nd.opdef.tensors(g.in_shapes(nd), nd.attrs) if nd.inputs else () for nd in g.nodes)
+
+
+def macs_pass(g: Graph, facts: dict) -> tuple:
+    return tuple(nd.opdef.macs(g.in_shapes(nd), nd.shape, nd.attrs) if nd.inputs else 0 for nd in g.nodes)
+
+
+def receptive_field_pass(g: Graph, facts: dict) -> tuple:
+    """rf += (F − 1)·jump; jump *= S, per spatial axis of the input (domain.md)."""
+    if len(g.input.shape) < 2:
+        return tuple((None, None) for _ in g.nodes)
+    axes = len(g.input.shape) - 1
+    out: list = [((1,) * axes, (1,) * axes)]
+    for nd in g.nodes[1:]:
+        prev = [out[i] for i in nd.inputs]
+        rf = tuple(max(p[0][a] for p in prev) for a in range(axes))
+        jump = tuple(max(p[1][a] for p in prev) for a in range(axes))
+        ins = g.in_shapes(nd)
+        window = nd.opdef.window(ins, nd.shape, nd.attrs) if len(ins[0]) > 1 else None
+        if window == "global":
+            window = tuple((N, N) for N in ins[0][1:])
+        if window is not None and len(window) == axes:
+            rf = tuple(r + (k - 1) * j for r, j, (k, s) in zip(rf, jump, window))
+            jump = tuple(j * s for j, (k, s) in zip(jump, window))
+        out.append((rf, jump))
+    return tuple(out)
+
+
+PASSES: tuple[tuple[str, Callable], ...] = (
+    ("tensors", tensors_pass),
+    ("macs", macs_pass),
+    ("rf", receptive_field_pass),
+)
+
+
+def analyze(g: Graph, batch: int = 1, dtype: str = "float32") -> Analysis:
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}")
+    if batch < 1:
+        raise ValueError("batch must be positive")
+    facts: dict = {}
+    for name, fn in PASSES:
+        facts[name] = fn(g, facts)
+    layers = []
+    freeze = g.train.freeze if g.train is not None else ()
+    for nd, ts, macs, (rf, jump) in zip(g.nodes, facts["tensors"], facts["macs"], facts["rf"]):
+        params = sum(t.numel for t in ts if t.role == "param")
+        buffers = sum(t.numel for t in ts if t.role == "buffer")
+        trainable = 0 if is_frozen(nd.name, freeze) else params
+        layers.append(LayerStats(nd, ts, params, trainable, buffers, macs,
+                                 math.prod(nd.shape), rf, jump))
+    return Analysis(g, batch, dtype, tuple(layers), _totals(g, layers, batch, dtype))
+
+
+def _totals(g: Graph, layers: list[LayerStats], batch: int, dtype: str) -> Totals:
+    size = DTYPE_BYTES[dtype]
+    params = sum(s.params for s in layers)
+    trainable = sum(s.trainable for s in layers)
+    buffers = sum(s.buffers for s in layers)
+    forward = sum(s.activations for s in layers
+                  if s.node.op == "input" or s.node.opdef.stores == "new")
+    kept = sum(s.activations for s in layers
+               if s.node.op == "input" or s.node.opdef.stores != "view")
+    opt = g.train.optimizer if g.train is not None and g.train.optimizer is not None else None
+    opt_name = opt.name if opt else "sgd"
+    slots = optimizer_slots(opt_name, opt.options if opt else {})
+    param_bytes = (params + buffers) * size
+    train_bytes = param_bytes + trainable * size * (1 + slots) + kept * batch * size
+    return Totals(params, trainable, buffers, sum(s.macs for s in layers), forward, kept,
+                  param_bytes, forward * batch * size, train_bytes, opt_name, slots)

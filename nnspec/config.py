@@ -1,0 +1,275 @@
+"""The `train { … }` section: its schema, validation (names, types) and the typed result.
+
+Ranges that are legal but unwise (a learning rate of 10, momentum 1.0) are the linter's
+business; this module rejects only what cannot be meant (unknown keys, wrong types,
+negative batch sizes).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import ast
+from .errors import Collector, Span, did_you_mean
+from .ops import REQUIRED, Arg, ArgError, _check
+from .values import CallValue, Sym, fmt
+
+_DIST = "enum:normal|uniform"
+
+LOSSES = {
+    "cross_entropy": (Arg("label_smoothing", "prob", 0.0),),
+    "nll": (),
+    "bce": (),          # expects probabilities (a sigmoid head)
+    "bce_logits": (),   # applies the sigmoid itself
+    "mse": (),
+    "l1": (),
+    "huber": (Arg("delta", "posfloat", 1.0),),
+    "hinge": (Arg("margin", "posfloat", 1.0),),
+}
+
+OPTIMIZERS = {
+    "sgd": (Arg("lr", "posfloat", 0.01), Arg("momentum", "float", 0.0),
+            Arg("nesterov", "bool", False), Arg("dampening", "float", 0.0)),
+    "adagrad": (Arg("lr", "posfloat", 0.01), Arg("eps", "posfloat", 1e-10)),
+    "rmsprop": (Arg("lr", "posfloat", 0.01), Arg("decay", "float", 0.99), Arg("eps", "posfloat", 1e-8),
+                Arg("momentum", "float", 0.0)),
+    "adam": (Arg("lr", "posfloat", 1e-3), Arg("beta1", "float", 0.9), Arg("beta2", "float", 0.999),
+             Arg("eps", "posfloat", 1e-8)),
+    "adamw": (Arg("lr", "posfloat", 1e-3), Arg("beta1", "float", 0.9), Arg("beta2", "float", 0.999),
+              Arg("eps", "posfloat", 1e-8), Arg("weight_decay", "float", 0.01)),
+}
+
+# Per-optimizer state kept for each trainable parameter (for the training-memory estimate).
+def optimizer_slots(name: str, options: Mapping[str, Any]) -> int:
+    if name == "sgd":
+        return 1 if options.get("momentum", 0) or options.get("nesterov") else 0
+    if name == "rmsprop":
+        return 2 if options.get("momentum", 0) else 1
+    if name in ("adam", "adamw"):
+        return 2
+    return 1  # adagrad
+
+
+SCHEDULES = {
+    "constant": (),
+    "step": (Arg("every", "count"), Arg("gamma", "posfloat", 0.1)),
+    "multistep": (Arg("milestones", "ints"), Arg("gamma", "posfloat", 0.1)),
+    "exponential": (Arg("gamma", "posfloat"),),          # lr·gamma^epoch = lr·e^(−k·epoch)
+    "inv": (Arg("k", "posfloat"),),                       # lr / (1 + k·epoch)
+    "cosine": (Arg("t_max", "count", None), Arg("min_lr", "float", 0.0)),
+    "restarts": (Arg("period", "count"), Arg("mult", "count", 1), Arg("min_lr", "float", 0.0)),
+    "warmup": (Arg("epochs", "count"), Arg("start", "prob", 0.1)),
+}
+
+INITS = {
+    "default": (),
+    "xavier": (Arg("dist", _DIST, "normal"),),
+    "he": (Arg("dist", _DIST, "normal"), Arg("mode", "enum:fan_in|fan_out", "fan_in")),
+    "normal": (Arg("std", "posfloat", 0.01), Arg("mean", "float", 0.0)),
+    "uniform": (Arg("a", "posfloat", 0.05),),
+    "zeros": (),
+    "constant": (Arg("value", "float"),),
+}
+
+DATA = {
+    "digits": (),                                      # the embedded 8x8 handwritten digits
+    "synthetic": (Arg("samples", "count", 1024), Arg("classes", "count", 10)),
+    "npz": (Arg("path", "str"),),
+}
+
+AUGMENTS = {
+    "hflip": (Arg("p", "prob", 0.5),),
+    "crop": (Arg("pad", "nonneg", 4),),
+    "noise": (Arg("std", "posfloat", 0.1),),
+    "jitter": (Arg("strength", "prob", 0.4),),
+    "rotate": (Arg("degrees", "posfloat", 15.0),),
+    "translate": (Arg("pixels", "nonneg", 2),),
+    "cutout": (Arg("size", "count", 8),),
+    "mixup": (Arg("alpha", "posfloat", 0.2),),
+    "cutmix": (Arg("alpha", "posfloat", 1.0),),
+}
+
+EARLY_STOPPING = (Arg("patience", "count", 10), Arg("min_delta", "float", 0.0),
+                  Arg("monitor", "enum:val_loss|val_accuracy|loss|accuracy", "val_loss"))
+CLIP = (Arg("norm", "posfloat", None), Arg("value", "posfloat", None))
+ELASTIC = (Arg("l1", "float", REQUIRED), Arg("l2", "float", REQUIRED))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One named choice with its options, e.g. sgd with {lr: 0.01, momentum: 0.9}."""
+    name: str
+    options: Mapping[str, Any]
+    span: Span
+
+    def __str__(self) -> str:
+        opts = ", ".join(f"{k}={fmt(v)}" for k, v in self.options.items() if v is not None)
+        return f"{self.name}({opts})" if opts else self.name
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: Choice | None = None
+    optimizer: Choice | None = None
+    schedule: tuple[Choice, ...] = ()
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    l2: float = 0.0
+    init: Choice | None = None
+    init_overrides: tuple[tuple[str, Choice], ...] = ()
+    batch: int | None = None
+    epochs: int | None = None
+    validation: float = 0.0
+    early_stopping: Mapping[str, Any] | None = None
+    clip: Mapping[str, Any] | None = None
+    freeze: tuple[str, ...] = ()
+    seed: int | None = None
+    data: Choice | None = None
+    augment: tuple[Choice, ...] = ()
+    classes: int | None = None
+    spans: Mapping[str, Span] = field(default_factory=dict)  # entry key -> where it was written
+
+
+_SCALARS = {  # key -> Arg kind of its single value
+    "weight_decay": "float", "l1": "float", "l2": "float", "batch": "count", "epochs": "count",
+    "validation": "prob", "seed": "nonneg", "classes": "count",
+}
+_CHOICE = {"loss": LOSSES, "optimizer": OPTIMIZERS, "data": DATA}
+_LISTS = {"schedule": SCHEDULES, "augment": AUGMENTS}
+_KWARGS = {"early_stopping": EARLY_STOPPING, "clip": CLIP, "elastic_net": ELASTIC}
+KEYS = tuple(sorted(set(_SCALARS) | set(_CHOICE) | set(_LISTS) | set(_KWARGS) | {"init", "freeze"}))
+
+
+def is_frozen(name: str, patterns) -> bool:
+    """`freeze "features"` or `freeze "features.*"` both freeze features.0, features.3, …"""
+    return any(matches(p, name) for p in patterns)
+
+
+def matches(pattern: str, name: str) -> bool:
+    return fnmatch.fnmatchcase(name, pattern) or name.startswith(pattern.rstrip(".*") + ".") \
+        or name == pattern
+
+
+class _Bad(Exception):
+    pass
+
+
+def build_train_config(train: ast.Train, env: dict, errors: Collector) -> TrainConfig | None:
+    """Validate every entry; collect all problems in `errors`."""
+    from .expand import Expander, _Abort
+
+    values: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    overrides: list = []
+    for e in train.entries:
+        def fail(msg, span=e.span, help=None):
+            errors.add("NN030", msg, span, help=help)
+            raise _Bad
+
+        def evaluate(x):
+            ex = Expander.__new__(Expander)
+            ex.errors = errors
+            try:
+                return ex.eval(x, env, None, symbols=True)
+            except _Abort:
+                raise _Bad
+
+        try:
+            key = e.key
+            if key not in KEYS:
+                fail(f"unknown train setting '{key}'", e.key_span,
+                     did_you_mean(key, KEYS) or f"settings: {', '.join(KEYS)}")
+            if key in spans and key not in ("init",):
+                fail(f"'{key}' is set twice", e.key_span)
+            spans.setdefault(key, e.span)
+            args = [evaluate(a) for a in e.args]
+            kwargs = [(k.name, evaluate(k.value), k.span) for k in e.kwargs]
+            if key in _SCALARS:
+                if len(args) != 1 or kwargs:
+                    fail(f"'{key}' takes one value", e.span)
+                values[key] = _typed(key, _SCALARS[key], args[0], e.args[0].span, fail)
+            elif key in _CHOICE:
+                if len(args) != 1 or kwargs:
+                    fail(f"'{key}' takes one choice, e.g. `{key} {next(iter(_CHOICE[key]))}`", e.span)
+                values[key] = _choice(key, _CHOICE[key], args[0], e.args[0].span, fail)
+            elif key in _LISTS:
+                if kwargs or not args:
+                    fail(f"'{key}' takes a comma-separated list, e.g. `{key} "
+                         f"{', '.join(list(_LISTS[key])[:2])}`", e.span)
+                values[key] = tuple(_choice(key, _LISTS[key], a, x.span, fail)
+                                    for a, x in zip(args, e.args))
+            elif key in _KWARGS:
+                if args:
+                    fail(f"'{key}' takes named values, e.g. `{key} "
+                         f"{_KWARGS[key][0].name}=…`", e.span)
+                values[key] = _options(key, _KWARGS[key], kwargs, e.span, fail)
+            elif key == "freeze":
+                if kwargs or not args or not all(isinstance(a, str) for a in args):
+                    fail("'freeze' takes layer-name patterns in quotes, e.g. `freeze \"features.*\"`")
+                values[key] = tuple(args)
+            elif key == "init":
+                if kwargs or not 1 <= len(args) <= 2:
+                    fail("'init' takes a scheme, or a quoted layer pattern and a scheme: "
+                         "`init he` or `init \"fc*\" zeros`")
+                if len(args) == 2:
+                    if not isinstance(args[0], str):
+                        fail("the layer pattern of a per-layer init is a quoted string",
+                             e.args[0].span)
+                    overrides.append((args[0], _choice(key, INITS, args[1], e.args[1].span, fail)))
+                else:
+                    if "init" in values:
+                        fail("the default 'init' is set twice", e.key_span)
+                    values["init"] = _choice(key, INITS, args[0], e.args[0].span, fail)
+        except _Bad:
+            continue
+    es = values.pop("elastic_net", None)
+    if es:
+        values.setdefault("l1", es["l1"])
+        values.setdefault("l2", es["l2"])
+    return TrainConfig(init_overrides=tuple(overrides), spans=spans, **values)
+
+
+def _typed(key, kind, v, span, fail):
+    try:
+        return _check(key, Arg(key, kind), v)
+    except ArgError as err:
+        fail(err.message.replace(f"{key}: argument '{key}'", f"'{key}'"), span)
+
+
+def _choice(key: str, table: dict, v, span, fail) -> Choice:
+    if isinstance(v, Sym):
+        name, args, kwargs = v.name, (), ()
+    elif isinstance(v, CallValue):
+        name, args, kwargs = v.name, v.args, v.kwargs
+    else:
+        fail(f"'{key}' expects one of {', '.join(table)}; got {fmt(v)}", span)
+    if name not in table:
+        fail(f"unknown {key} '{name}'", span, did_you_mean(name, table) or f"choices: {', '.join(table)}")
+    spec = table[name]
+    if len(args) > len(spec):
+        fail(f"{name} takes at most {len(spec)} positional values, got {len(args)}", span)
+    given = list(zip((a.name for a in spec), args, [span] * len(args))) + list(kwargs)
+    return Choice(name, _options(name, spec, given, span, fail), span)
+
+
+def _options(owner: str, spec: tuple, given, span, fail) -> dict:
+    names = {a.name: a for a in spec}
+    out = {}
+    for k, v, s in given:
+        if k not in names:
+            fail(f"{owner} has no option '{k}'", s, did_you_mean(k, names) or
+                 (f"options: {', '.join(names)}" if names else f"{owner} takes no options"))
+        if k in out:
+            fail(f"option '{k}' given twice", s)
+        try:
+            out[k] = _check(owner, names[k], v)
+        except ArgError as err:
+            fail(err.message, s)
+    for a in spec:
+        if a.name not in out:
+            if a.default is REQUIRED:
+                fail(f"{owner} needs option '{a.name}'", span)
+            out[a.name] = a.default
+    return out

@@ -1,0 +1,133 @@
+"""Source spans, diagnostics and the error family.
+
+The library never prints: problems are `Diagnostic` values, collected and raised together
+as one `SpecError`. `render` turns a diagnostic into the ruff-style text the CLI shows:
+
+    error[NN020] conv6: a 7x7 window does not fit a 6x6 input
+     --> specs/net.nn:14:8
+       |
+    14 | conv6: conv(4096, 7)
+       |        ^^^^^^^^^^^^^
+       = in layer3.1 (block basic defined at 12:1)
+       = help: ...
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of a source file; lines and columns are 1-based, `end_column` exclusive."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One block instance on the way to a node: `layer3.1` is block `basic` called at `call`."""
+
+    instance: str
+    block: str
+    defined: Span
+    call: Span
+    args: tuple[tuple[str, object], ...] = ()
+
+    def describe(self) -> str:
+        where = f"{self.defined.line}:{self.defined.column}"
+        return f"in {self.instance or '<network>'} (block {self.block} defined at {where})"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    code: str
+    message: str
+    span: Span | None = None
+    severity: str = "error"  # "error" | "warning" | "info"
+    help: str | None = None
+    notes: tuple[str, ...] = ()
+    chain: tuple[Frame, ...] = ()
+    name: str = ""  # kebab-case rule name, filled in by the lint catalogue
+
+
+class SpecError(Exception):
+    """One or more problems in a spec; `diagnostics` holds every one of them."""
+
+    def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = list(diagnostics)
+        self.sources = dict(sources or {})
+        super().__init__("; ".join(f"{d.span}: {d.message}" if d.span else d.message
+                                   for d in self.diagnostics))
+
+    def render(self) -> str:
+        return "\n".join(render(d, self.sources.get(d.span.file) if d.span else None)
+                         for d in self.diagnostics)
+
+
+@dataclass
+class Collector:
+    """Gathers diagnostics while a pass goes on, so every independent problem is reported."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, code: str, message: str, span: Span | None, *, help: str | None = None,
+            notes: tuple[str, ...] = (), chain: tuple[Frame, ...] = ()) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, "error", help, notes, chain))
+
+    def __bool__(self) -> bool:
+        return bool(self.diagnostics)
+
+
+def did_you_mean(word: str, candidates) -> str | None:
+    """`help:` text suggesting the closest candidate, if any is close."""
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+_MAX_SHOWN_LINE = 200
+
+
+def render(d: Diagnostic, source: str | None = None) -> str:
+    """Plain text (no colour) of one diagnostic, with the source line and a caret."""
+    head = f"{d.severity}[{d.code}]" + (f" {d.name}" if d.name else "") + f": {d.message}"
+    out = [head]
+    if d.span is not None:
+        out.append(f" --> {d.span}")
+        line_text = _source_line(source, d.span.line)
+        if line_text is not None:
+            start = d.span.column - 1
+            if len(line_text) > _MAX_SHOWN_LINE:  # a 10 MB line is cut around the culprit
+                left = max(0, start - 40)
+                line_text = ("…" if left else "") + line_text[left:left + _MAX_SHOWN_LINE] + "…"
+                start = start - left + (1 if left else 0)
+            end = d.span.end_column - 1 if d.span.end_line == d.span.line else len(line_text)
+            width = max(1, min(end, len(line_text)) - start)
+            gutter = " " * len(str(d.span.line))
+            out.append(f"{gutter} |")
+            out.append(f"{d.span.line} | {line_text.expandtabs(1)}")
+            out.append(f"{gutter} | {' ' * start}{'^' * width}")
+    for frame in d.chain[::-1]:
+        out.append(f"   = {frame.describe()}")
+    for note in d.notes:
+        out.append(f"   = note: {note}")
+    if d.help:
+        out.append(f"   = help: {d.help}")
+    return "\n".join(out) + "\n"
+
+
+def _source_line(source: str | None, line: int) -> str | None:
+    if source is None:
+        return None
+    lines = source.splitlines()
+    if 1 <= line <= len(lines):
+        return lines[line - 1]
+    return None
