@@ -12,7 +12,9 @@ import sys
 from .errors import SpecError
 
 # Modules that add sub-commands: each has register(subparsers) and keeps heavy imports lazy.
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = (
+    "nnspec.lint.commands",
+)
 
 
 def _network_args(pairs) -> dict:

@@ -1,0 +1,130 @@
+"""NN8xx: the training-memory estimate against `--memory-budget`.
+
+The estimate is the analysis's (nnspec/analysis.py): parameters and buffers, one gradient
+per trainable parameter, the optimizer's state (SGD with momentum 1 value per parameter,
+Adam 2), and every layer output kept for backward, times the train section's batch, in
+float32. Framework overhead, workspace and fragmentation come on top.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..analysis import DTYPE_BYTES
+from ..report import human_bytes
+from .catalogue import rule
+from .context import Context
+
+_UNITS = {"": 1, "B": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+
+
+def parse_size(text) -> int:
+    """'8GB' -> 8·2^30 bytes (units are powers of 1024, as `nnspec table` prints them).
+
+    >>> parse_size("1.5GB"), parse_size("512MiB"), parse_size("1000")
+    (1610612736, 536870912, 1000)
+    """
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?B)?\s*", str(text), re.IGNORECASE)
+    if not m or (m.group(2) == "" and m.group(3) and m.group(3).lower() == "ib"):
+        raise ValueError(f"expected a size such as 8GB or 512MB, got {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def _budget(cx: Context) -> int | None:
+    b = cx.options.get("memory_budget")
+    return None if b is None else parse_size(b)
+
+
+def _fixed(cx: Context) -> tuple[int, int, int]:
+    """(parameter+buffer bytes, gradient bytes, optimizer-state bytes)."""
+    t = cx.analysis.totals
+    size = DTYPE_BYTES[cx.analysis.dtype]
+    return t.param_bytes, t.trainable * size, t.trainable * size * t.optimizer_slots
+
+
+def _where(cx: Context):
+    return cx.span("batch") if cx.train is not None and "batch" in cx.train.spans else cx.nodes[0]
+
+
+@rule(
+    "NN801", "training-memory-over-budget", "error",
+    summary="The training-memory estimate at the train section's batch size exceeds "
+            "`--memory-budget` (the message breaks it down and gives the largest batch that "
+            "fits).",
+    why="The run would fail with out-of-memory after the model is built and data is loaded.",
+    bad="""
+        input 3x64x64
+        conv(32, 3, pad=1) relu
+        conv(32, 3, pad=1) relu
+        train {
+          batch 1024
+        }
+    """,
+    good="""
+        input 3x64x64
+        conv(32, 3, pad=1) relu
+        conv(32, 3, pad=1) relu
+        train {
+          batch 256
+        }
+    """,
+    fix="Use a smaller batch (the message gives the largest that fits), float16/bfloat16, or "
+        "a smaller network.",
+    options={"memory_budget": "1GB"},
+)
+def training_memory(cx: Context):
+    budget = _budget(cx)
+    if budget is None:
+        return
+    an = cx.analysis
+    t = an.totals
+    params, grads, state = _fixed(cx)
+    fixed = params + grads + state
+    if fixed > budget:
+        return  # NN802 says it: no batch size helps
+    if t.train_bytes <= budget:
+        return
+    size = DTYPE_BYTES[an.dtype]
+    per_sample = t.kept * size
+    fits = (budget - fixed) // per_sample if per_sample else 0
+    yield cx.hit(_where(cx),
+                 f"training needs about {human_bytes(t.train_bytes)} at batch {an.batch}, above "
+                 f"the {human_bytes(budget)} budget",
+                 notes=(f"parameters and buffers {human_bytes(params)}, gradients "
+                        f"{human_bytes(grads)}, optimizer state {human_bytes(state)} "
+                        f"({t.optimizer}), activations kept for backward "
+                        f"{human_bytes(per_sample)} per sample × {an.batch}",),
+                 help=(f"batch {fits} fits" if fits >= 1 else "not even batch 1 fits")
+                 + "; float16 halves every term")
+
+
+@rule(
+    "NN802", "parameters-over-budget", "error",
+    summary="Parameters, gradients and optimizer state alone exceed `--memory-budget`, "
+            "whatever the batch size.",
+    why="No batch size can make the run fit; the model itself is too large for the device.",
+    bad="""
+        input 8192
+        linear(8192)
+    """,
+    good="""
+        input 8192
+        linear(1024)
+    """,
+    fix="Use a smaller model, freeze part of it (no gradients or optimizer state), a "
+        "stateless optimizer, or lower precision.",
+    options={"memory_budget": "256MB"},
+)
+def parameter_memory(cx: Context):
+    budget = _budget(cx)
+    if budget is None:
+        return
+    params, grads, state = _fixed(cx)
+    if params + grads + state > budget:
+        yield cx.hit(_where(cx), f"parameters ({human_bytes(params)}), gradients "
+                                 f"({human_bytes(grads)}) and optimizer state "
+                                 f"({human_bytes(state)}) need "
+                                 f"{human_bytes(params + grads + state)}, above the "
+                                 f"{human_bytes(budget)} budget")
