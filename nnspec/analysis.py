@@ -63,12 +63,20 @@ class Analysis:
 
 # ---- passes: each maps (graph, facts so far) -> a tuple with one entry per node ------------
 
+def inputs_pass(g: Graph, facts: dict) -> tuple:
+    """The shapes entering each node (computed once; every later pass reads them)."""
+    nodes = g.nodes
+    return tuple(tuple(nodes[i].shape for i in nd.inputs) for nd in nodes)
+
+
 def tensors_pass(g: Graph, facts: dict) -> tuple:
-    return tuple(nd.opdef.tensors(g.in_shapes(nd), nd.attrs) if nd.inputs else () for nd in g.nodes)
+    ins = facts["inputs"]
+    return tuple(nd.opdef.tensors(ins[nd.id], nd.attrs) if nd.inputs else () for nd in g.nodes)
 
 
 def macs_pass(g: Graph, facts: dict) -> tuple:
-    return tuple(nd.opdef.macs(g.in_shapes(nd), nd.shape, nd.attrs) if nd.inputs else 0 for nd in g.nodes)
+    ins = facts["inputs"]
+    return tuple(nd.opdef.macs(ins[nd.id], nd.shape, nd.attrs) if nd.inputs else 0 for nd in g.nodes)
 
 
 def receptive_field_pass(g: Graph, facts: dict) -> tuple:
@@ -77,11 +85,15 @@ def receptive_field_pass(g: Graph, facts: dict) -> tuple:
         return tuple((None, None) for _ in g.nodes)
     axes = len(g.input.shape) - 1
     out: list = [((1,) * axes, (1,) * axes)]
+    all_ins = facts["inputs"]
     for nd in g.nodes[1:]:
-        prev = [out[i] for i in nd.inputs]
-        rf = tuple(max(p[0][a] for p in prev) for a in range(axes))
-        jump = tuple(max(p[1][a] for p in prev) for a in range(axes))
-        ins = g.in_shapes(nd)
+        if len(nd.inputs) == 1:
+            rf, jump = out[nd.inputs[0]]
+        else:  # a merge sees as far as its widest path
+            prev = [out[i] for i in nd.inputs]
+            rf = tuple(max(p[0][a] for p in prev) for a in range(axes))
+            jump = tuple(max(p[1][a] for p in prev) for a in range(axes))
+        ins = all_ins[nd.id]
         window = nd.opdef.window(ins, nd.shape, nd.attrs) if len(ins[0]) > 1 else None
         if window == "global":
             window = tuple((N, N) for N in ins[0][1:])
@@ -93,6 +105,7 @@ def receptive_field_pass(g: Graph, facts: dict) -> tuple:
 
 
 PASSES: tuple[tuple[str, Callable], ...] = (
+    ("inputs", inputs_pass),
     ("tensors", tensors_pass),
     ("macs", macs_pass),
     ("rf", receptive_field_pass),
@@ -109,12 +122,16 @@ def analyze(g: Graph, batch: int = 1, dtype: str = "float32") -> Analysis:
         facts[name] = fn(g, facts)
     layers = []
     freeze = g.train.freeze if g.train is not None else ()
+    prod = math.prod
     for nd, ts, macs, (rf, jump) in zip(g.nodes, facts["tensors"], facts["macs"], facts["rf"]):
-        params = sum(t.numel for t in ts if t.role == "param")
-        buffers = sum(t.numel for t in ts if t.role == "buffer")
-        trainable = 0 if is_frozen(nd.name, freeze) else params
-        layers.append(LayerStats(nd, ts, params, trainable, buffers, macs,
-                                 math.prod(nd.shape), rf, jump))
+        params = buffers = 0
+        for t in ts:
+            if t.role == "param":
+                params += prod(t.shape)
+            elif t.role == "buffer":
+                buffers += prod(t.shape)
+        trainable = 0 if freeze and is_frozen(nd.name, freeze) else params
+        layers.append(LayerStats(nd, ts, params, trainable, buffers, macs, prod(nd.shape), rf, jump))
     return Analysis(g, batch, dtype, tuple(layers), _totals(g, layers, batch, dtype))
 
 

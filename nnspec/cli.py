@@ -109,7 +109,12 @@ def cmd_ops(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+CORE_COMMANDS = ("table", "explain", "check", "ops")
+
+
+def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
+    """The argument parser; `extensions=False` leaves out the sub-commands of EXTENSIONS
+    (main() does so for the core commands: importing the linter costs start-up time)."""
     p = argparse.ArgumentParser(prog="nnspec", description="Declarative network specs: "
                                 "tables, explanations, checks, lint and compilation.")
     p.add_argument("--version", action="version", version=f"nnspec {__import__('nnspec').__version__}")
@@ -144,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("ops", help="list the built-in ops and their arguments")
     o.set_defaults(func=cmd_ops)
 
-    for mod in EXTENSIONS:
+    for mod in EXTENSIONS if extensions else ():
         importlib.import_module(mod).register(sub)
     return p
 
@@ -159,8 +164,19 @@ def _positive(v: str) -> int:
     return x
 
 
+def _command(argv) -> str | None:
+    """The sub-command named on the command line (the first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+        if word in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
 def main(argv=None) -> int:
-    p = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = build_parser(extensions=_command(argv) not in CORE_COMMANDS)
     args = p.parse_args(argv)
     if not getattr(args, "func", None):
         p.print_help()

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ast
-from .errors import Collector, Frame, Span, SpecError, did_you_mean
+from .errors import Collector, Diagnostic, Frame, Span, SpecError, did_you_mean
 from .ir import Graph, Node
 from .ops import OPS, USER_OPS, ArgError, ShapeError, shape_str
 from .values import CallValue, Sym, fmt
 
 MAX_NODES = 200_000
 MAX_VALUE = 10 ** 18
+MAX_BLOCK_DEPTH = 50  # block instances inside block instances
 
 
 class _Abort(Exception):
@@ -27,6 +28,7 @@ class _Abort(Exception):
 class _Scope:
     prefix: str
     counter: int = 0
+    suffixes: dict | None = None  # hint -> next `_k` to try (top level), so naming stays O(1)
 
     def name(self, label: str | None, hint: str = "", taken=()) -> str:
         """The label; else the position (as nn.Sequential numbers children); at the top level,
@@ -36,10 +38,16 @@ class _Scope:
             return f"{self.prefix}.{label}" if self.prefix else label
         if self.prefix:
             return f"{self.prefix}.{self.counter - 1}"
-        own, k = hint or str(self.counter - 1), 1
-        while own in taken:
-            own, k = f"{hint}_{k}", k + 1
-        return own
+        own = hint or str(self.counter - 1)
+        if own not in taken:
+            return own
+        if self.suffixes is None:
+            self.suffixes = {}
+        k = self.suffixes.get(own, 1)
+        while f"{own}_{k}" in taken:
+            k += 1
+        self.suffixes[own] = k + 1
+        return f"{own}_{k}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class Expander:
         self.names: dict[str, Span] = {}
         self.blocks: dict[str, ast.BlockDef] = {}
         self.overrides = dict(overrides or {})
+        header = module.headers[0] if module.headers else None
+        self.globals = frozenset(p.name for p in header.params) if header else frozenset()
 
     # ---- entry
     def run(self) -> Graph:
@@ -84,6 +94,8 @@ class Expander:
         header = m.headers[0] if m.headers else None
         name = header.name if header else _stem(m.file)
         env = self._network_args(header)
+        if self.errors:  # a network parameter without a value: everything that uses it would fail too
+            raise SpecError(self.errors.diagnostics, {m.file: m.source})
         if not m.inputs:
             self.errors.add("NN019", "the spec has no `input` declaration",
                             ast_first_span(m),
@@ -138,6 +150,11 @@ class Expander:
         return current
 
     def _stmt(self, s: ast.Stmt, current: int, ctx: _Ctx) -> int:
+        start = len(self.nodes)
+        if start + len(s.items) > MAX_NODES:
+            self.errors.add("NN017", f"a chain of {len(s.items):,} items would expand to more than "
+                                     f"{MAX_NODES:,} layers", s.span, chain=ctx.chain)
+            raise _TooBig
         for i, item in enumerate(s.items):
             label = s.label if i == 0 else None
             label_span = s.label_span if i == 0 else s.span
@@ -148,7 +165,7 @@ class Expander:
             except _Abort:
                 return self._broken(current)
         if s.expect is not None:
-            self._check_expect(s, current, ctx)
+            self._check_expect(s, start, current, ctx)
         return current
 
     def _broken(self, current: int) -> int:
@@ -205,15 +222,19 @@ class Expander:
             self.errors.add("NN010", f"'{call.name}' takes a body of parallel paths", call.span,
                             chain=ctx.chain, help=f"write `{call.name} {{ path1 \\n path2 }}`")
             raise _Abort
-        pos = tuple(self.eval(a, ctx.env, ctx.in_shape) for a in call.args)
+        env, block_in = ctx.env, ctx.in_shape
+        pos = tuple([self.eval(a, env, block_in) for a in call.args]) if call.args else ()
         kw = {}
         for k in call.kwargs:
-            kw[k.name] = self.eval(k.value, ctx.env, ctx.in_shape)
+            if k.name in kw:
+                self.errors.add("NN012", f"argument '{k.name}' of {call.name} given twice", k.span,
+                                chain=ctx.chain, help=opdef.usage())
+                raise _Abort
+            kw[k.name] = self.eval(k.value, env, block_in)
         try:
             attrs = opdef.bind(pos, kw)
         except ArgError as e:
-            span = next((k.span for k in call.kwargs if k.name == e.arg), call.span)
-            self.errors.add(e.code, e.message, span, chain=ctx.chain, help=e.help)
+            self.errors.add(e.code, e.message, _arg_span(opdef, call, e.arg), chain=ctx.chain, help=e.help)
             raise _Abort
         name = self._claim(ctx.scope.name(label, call.name, self.names), label_span or call.span, ctx)
         if current < 0:
@@ -222,8 +243,13 @@ class Expander:
         try:
             shape = opdef.infer((in_shape,), attrs)
         except ShapeError as e:
-            self.errors.add(e.code, f"{name}: {e.message}", call.span, chain=ctx.chain, help=e.help,
-                            notes=(f"input to {name} is {shape_str(in_shape)}",))
+            span = _arg_span(opdef, call, e.arg)
+            if e.about_input:  # "input to conv6 is 256x6x6; a 7x7 kernel does not fit"
+                self.errors.add(e.code, f"input to {name} is {shape_str(in_shape)}; {e.message}", span,
+                                chain=ctx.chain, help=e.help)
+            else:
+                self.errors.add(e.code, f"{name}: {e.message}", span, chain=ctx.chain, help=e.help,
+                                notes=(f"input to {name} is {shape_str(in_shape)}",))
             raise _Abort
         return self._add_node(name, call.name, attrs, (current,), shape, call.span, ctx.chain)
 
@@ -234,7 +260,11 @@ class Expander:
             self.errors.add("NN016", f"block '{b.name}' instantiates itself ({cycle})", call.span,
                             chain=ctx.chain, help="a block cannot contain itself; use `repeat`")
             raise _Abort
-        env = {k: v for k, v in ctx.env.items() if k in self._globals()}
+        if len(ctx.stack) >= MAX_BLOCK_DEPTH:
+            self.errors.add("NN016", f"blocks are nested more than {MAX_BLOCK_DEPTH} deep", call.span,
+                            chain=ctx.chain, help="flatten the hierarchy of blocks")
+            raise _Abort
+        env = {k: v for k, v in ctx.env.items() if k in self.globals}
         args = self._bind_block(b, call, ctx)
         env.update(args)
         name = self._claim(ctx.scope.name(label, call.name, self.names), label_span or call.span, ctx)
@@ -242,10 +272,6 @@ class Expander:
         in_shape = self.nodes[current].shape if current >= 0 else None
         inner = _Ctx(env, in_shape, _Scope(name), ctx.chain + (frame,), ctx.stack + (b.name,))
         return self._body(b.body, current, inner)
-
-    def _globals(self) -> set:
-        header = self.m.headers[0] if self.m.headers else None
-        return {p.name for p in header.params} if header else set()
 
     def _bind_block(self, b: ast.BlockDef, call: ast.Call, ctx: _Ctx) -> dict:
         names = [p.name for p in b.params]
@@ -265,7 +291,7 @@ class Expander:
                 raise _Abort
             given[k.name] = self.eval(k.value, ctx.env, ctx.in_shape)
         out = {}
-        genv = {k: v for k, v in ctx.env.items() if k in self._globals()}
+        genv = {k: v for k, v in ctx.env.items() if k in self.globals}
         for p in b.params:
             if p.name in given:
                 out[p.name] = given[p.name]
@@ -313,6 +339,7 @@ class Expander:
             self.errors.add("NN017", f"repeat {count:,} would expand to more than {MAX_NODES:,} layers",
                             r.count.span, chain=ctx.chain, help="check the repeat count")
             raise _Abort
+        before = len(self.nodes)
         for i in range(count):
             env = dict(ctx.env)
             if r.var:
@@ -320,18 +347,29 @@ class Expander:
             current = self._body(r.body, current, _Ctx(env, ctx.in_shape, ctx.scope, ctx.chain, ctx.stack))
             if current < 0:
                 break
+            if i == 0:  # refuse a huge expansion from its first iteration, not after 200,000 nodes
+                per = len(self.nodes) - before
+                if per and before + per * count > MAX_NODES:
+                    self.errors.add("NN017", f"repeat {count:,} of {per:,} layer{'s' if per != 1 else ''}"
+                                             f" would expand to more than {MAX_NODES:,} layers",
+                                    r.count.span, chain=ctx.chain, help="check the repeat count")
+                    raise _TooBig
         return current
 
-    def _check_expect(self, s: ast.Stmt, current: int, ctx: _Ctx) -> None:
+    def _check_expect(self, s: ast.Stmt, start: int, current: int, ctx: _Ctx) -> None:
         if current < 0:
             return
         want = self._shape(s.expect, ctx.env, ctx.in_shape)
         got = self.nodes[current].shape
         if want is not None and tuple(want) != tuple(got):
+            # point `explain` at the layer of this statement that last changed the shape
+            culprit = next((nd for nd in reversed(self.nodes[start:])
+                            if nd.inputs and nd.shape != self.nodes[nd.inputs[0]].shape), self.nodes[current])
+            file = self.m.file if self.m.file and not self.m.file.startswith("<") else "FILE"
             self.errors.add("NN024", f"{self.nodes[current].name} outputs {shape_str(got)}, "
                                      f"the spec expects {shape_str(want)}",
                             s.expect.span, chain=ctx.chain,
-                            help=f"run `nnspec explain FILE {self.nodes[current].name}` to see the arithmetic")
+                            help=f"`nnspec explain {file} {culprit.name}` shows how its shape is computed")
 
     def _shape(self, se: ast.ShapeExpr, env, in_shape=None):
         try:
@@ -357,42 +395,45 @@ class Expander:
             raise _Abort
 
     def _eval(self, e, env, in_shape, symbols):
-        ev = lambda x: self._eval(x, env, in_shape, symbols)  # noqa: E731
-        if isinstance(e, ast.Const):
+        # Recursion is one frame per level (no helper closures): deep expressions stay far
+        # from Python's recursion limit (the parser caps the depth).
+        t = type(e)
+        if t is ast.Const:
             return e.value
-        if isinstance(e, ast.Var):
+        if t is ast.Var:
             if e.name in env:
                 return env[e.name]
             if symbols:
                 return Sym(e.name, e.span)
-            raise _ExprError("NN014", f"undefined name '{e.name}'", e.span,
-                             did_you_mean(e.name, env) or
-                             (f"names in scope: {', '.join(sorted(env))}" if env else None))
-        if isinstance(e, ast.Attr):
+            raise _ExprError("NN014", f"undefined name '{e.name}'", e.span, _undefined_help(e.name, env))
+        if t is ast.Binary:
+            if e.op == "and":
+                return self._eval(e.left, env, in_shape, symbols) and self._eval(e.right, env, in_shape, symbols)
+            if e.op == "or":
+                return self._eval(e.left, env, in_shape, symbols) or self._eval(e.right, env, in_shape, symbols)
+            return _binary(e, self._eval(e.left, env, in_shape, symbols),
+                           self._eval(e.right, env, in_shape, symbols))
+        if t is ast.Attr:
             return self._attr(e, in_shape)
-        if isinstance(e, ast.TupleExpr):
-            return tuple(ev(x) for x in e.items)
-        if isinstance(e, ast.CallExpr):
+        if t is ast.TupleExpr:
+            return tuple(self._eval(x, env, in_shape, symbols) for x in e.items)
+        if t is ast.CallExpr:
             if not symbols:
                 raise _ExprError("NN015", f"'{e.name}(…)' is not a value here", e.span,
                                  "only the train section takes calls such as `sgd(lr=0.1)`")
-            return CallValue(e.name, tuple(ev(a) for a in e.args),
-                             tuple((k.name, ev(k.value), k.span) for k in e.kwargs), e.span)
-        if isinstance(e, ast.IfExpr):
-            return ev(e.then) if ev(e.test) else ev(e.orelse)
-        if isinstance(e, ast.Unary):
-            v = ev(e.operand)
+            return CallValue(e.name, tuple(self._eval(a, env, in_shape, symbols) for a in e.args),
+                             tuple((k.name, self._eval(k.value, env, in_shape, symbols), k.span)
+                                   for k in e.kwargs), e.span)
+        if t is ast.IfExpr:
+            test = self._eval(e.test, env, in_shape, symbols)
+            return self._eval(e.then if test else e.orelse, env, in_shape, symbols)
+        if t is ast.Unary:
+            v = self._eval(e.operand, env, in_shape, symbols)
             if e.op == "not":
                 return not v
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise _ExprError("NN015", f"cannot negate {fmt(v)}", e.span)
             return -v
-        if isinstance(e, ast.Binary):
-            if e.op == "and":
-                return ev(e.left) and ev(e.right)
-            if e.op == "or":
-                return ev(e.left) or ev(e.right)
-            return _binary(e, ev(e.left), ev(e.right))
         raise AssertionError(e)
 
     def _attr(self, e: ast.Attr, in_shape):
@@ -461,13 +502,12 @@ def _binary(e: ast.Binary, a, b):
                 raise _ExprError("NN015", "modulo by zero", e.span)
             r = a % b
         elif op == "**":
-            if isinstance(a, int) and isinstance(b, int) and b >= 0:
-                if abs(a) > 1 and b > 64:
-                    raise _ExprError("NN003", f"{a}**{b} is out of range", e.span,
-                                     f"values in a spec must be below 10^18")
+            if isinstance(a, int) and isinstance(b, int) and b > 64 and abs(a) > 1:
+                raise _ExprError("NN003", f"{a}**{b} is out of range", e.span,
+                                 "values in a spec must be below 10^18")
             r = a ** b
             if isinstance(r, complex):
-                raise _ExprError("NN015", f"{fmt(a)}**{fmt(b)} is not a real number", e.span)
+                raise _ExprError("NN015", f"{_paren(a)}**{fmt(b)} is not a real number", e.span)
         else:
             raise AssertionError(op)
     except OverflowError:
@@ -480,6 +520,33 @@ def _binary(e: ast.Binary, a, b):
     if isinstance(r, float) and not math.isfinite(r):
         raise _ExprError("NN003", f"the result of '{op}' is not finite", e.span)
     return r
+
+
+_BOOLEAN_WORDS = {"True", "False", "yes", "no", "on", "off", "TRUE", "FALSE"}
+
+
+def _undefined_help(name: str, env) -> str | None:
+    if name in _BOOLEAN_WORDS:
+        return "booleans are written true and false"
+    if name in ("None", "none", "null"):
+        return "leave the argument out to get its default"
+    return did_you_mean(name, env) or (f"names in scope: {', '.join(sorted(env))}" if env else None)
+
+
+def _paren(v) -> str:
+    return f"({fmt(v)})" if _number(v) and v < 0 else fmt(v)
+
+
+def _arg_span(opdef, call: ast.Call, arg: str | None) -> Span:
+    """Where the argument an error is about was written: its keyword, its position, else the call."""
+    if arg is not None:
+        for k in call.kwargs:
+            if k.name == arg:
+                return k.span
+        names = [a.name for a in opdef.args]
+        if arg in names and names.index(arg) < len(call.args):
+            return call.args[names.index(arg)].span
+    return call.span
 
 
 def _block_usage(b: ast.BlockDef) -> str:
@@ -501,3 +568,7 @@ def expand(module: ast.Module, overrides: dict | None = None) -> Graph:
         return ex.run()
     except _TooBig:
         raise SpecError(ex.errors.diagnostics, {module.file: module.source}) from None
+    except RecursionError:  # the parser and the block-depth limit should make this unreachable
+        raise SpecError([Diagnostic("NN002", "the spec is nested too deeply to expand",
+                                    help="flatten deep groups and expressions into block definitions")],
+                        {module.file: module.source}) from None

@@ -25,9 +25,12 @@ REQUIRED = object()
 class ShapeError(Exception):
     """An op cannot be applied to its input(s). `code` is a diagnostic code."""
 
-    def __init__(self, code: str, message: str, help: str | None = None, per_input: bool = False):
+    def __init__(self, code: str, message: str, help: str | None = None, per_input: bool = False,
+                 arg: str | None = None, about_input: bool = False):
         super().__init__(message)
         self.code, self.message, self.help, self.per_input = code, message, help, per_input
+        self.arg = arg                  # the argument at fault, where the caret should point
+        self.about_input = about_input  # the message completes "input to <layer> is <shape>; …"
 
 
 class ArgError(Exception):
@@ -116,32 +119,47 @@ class Op:
 
     # ---- arguments
     def bind(self, pos: tuple, kw: dict) -> dict:
-        if len(pos) > len(self.args):
-            raise ArgError("NN012", f"{self.name} takes at most {len(self.args)} positional "
-                                    f"argument{'s' if len(self.args) != 1 else ''}, got {len(pos)}",
+        """Positional and keyword values -> every argument, type-checked, defaults filled in."""
+        args = self.args
+        if not pos and not kw:  # `relu`, `batchnorm`: the defaults (computed once per op)
+            defaults = self.__dict__.get("_defaults")
+            if defaults is None:
+                defaults = self.__dict__["_defaults"] = (
+                    {a.name: a.default for a in args} if all(a.default is not REQUIRED for a in args) else False)
+            if defaults is not False:
+                out = dict(defaults)
+                self.validate(out)
+                return out
+        if len(pos) > len(args):
+            raise ArgError("NN012", f"{self.name} takes at most {len(args)} positional "
+                                    f"argument{'s' if len(args) != 1 else ''}, got {len(pos)}",
                            self.usage())
-        names = {a.name: a for a in self.args}
-        attrs = {}
-        for a, v in zip(self.args, pos):
-            attrs[a.name] = v
+        names = self._names()
+        given = {a.name: v for a, v in zip(args, pos)}
         for k, v in kw.items():
             if k not in names:
                 from .errors import did_you_mean
                 raise ArgError("NN011", f"{self.name} has no argument '{k}'",
                                did_you_mean(k, names) or self.usage(), arg=k)
-            if k in attrs:
+            if k in given:
                 raise ArgError("NN012", f"argument '{k}' of {self.name} given twice", self.usage(), arg=k)
-            attrs[k] = v
+            given[k] = v
         out = {}
-        for a in self.args:
-            if a.name not in attrs:
-                if a.default is REQUIRED:
-                    raise ArgError("NN012", f"{self.name} needs argument '{a.name}'", self.usage())
-                out[a.name] = a.default
+        for a in args:
+            if a.name in given:
+                out[a.name] = _check(self.name, a, given[a.name])
+            elif a.default is REQUIRED:
+                raise ArgError("NN012", f"{self.name} needs argument '{a.name}'", self.usage())
             else:
-                out[a.name] = _check(self.name, a, attrs[a.name])
+                out[a.name] = a.default
         self.validate(out)
         return out
+
+    def _names(self) -> dict:
+        names = self.__dict__.get("_arg_names")
+        if names is None:
+            names = self.__dict__["_arg_names"] = {a.name: a for a in self.args}
+        return names
 
     def usage(self) -> str:
         parts = [a.name if a.default is REQUIRED else f"{a.name}={_lit(a.default)}" for a in self.args]
@@ -185,11 +203,18 @@ class Op:
 
 
 def _lit(v) -> str:
+    """A value as a spec writes it (`true`, `"same"`, `(3, 5)`)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
         return "none"
-    return repr(v) if isinstance(v, str) else str(v)
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_lit(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(getattr(v, "name", v))
 
 
 def _check(op: str, a: Arg, v):
@@ -256,12 +281,29 @@ def _check(op: str, a: Arg, v):
 
 # ---- sliding windows: conv and pooling ---------------------------------------------------------
 
+_GEOMETRY: dict = {}
+
+
 class _Windowed(Op):
     """Shared arithmetic of conv and pooling: O = floor((N - D(F-1) - 1 + 2P)/S) + 1."""
 
     has_dilation: ClassVar[bool] = True
 
     def geometry(self, ins, a):
+        """(spatial sizes, kernel, stride, pad, dilation), one value per spatial axis.
+
+        Memoised: the expander, the analysis passes and `explain` ask for the same layer's
+        geometry several times, and networks repeat the same few layer shapes."""
+        key = (ins[0], a["kernel"], a.get("stride"), a.get("pad", 0), a.get("dilation", 1))
+        hit = _GEOMETRY.get(key)
+        if hit is None:
+            hit = self._geometry(ins, a)
+            if len(_GEOMETRY) > 4096:
+                _GEOMETRY.clear()
+            _GEOMETRY[key] = hit
+        return hit
+
+    def _geometry(self, ins, a):
         shape = ins[0]
         r = _spatial_rank(shape, self.name)
         k = _axes(a["kernel"], r, "kernel")
@@ -270,10 +312,12 @@ class _Windowed(Op):
         pad = a.get("pad", 0)
         if pad == "same":
             if any(x != 1 for x in s):
-                raise ShapeError("NN013", "pad=\"same\" needs stride 1", help="give the padding as a number")
+                raise ShapeError("NN013", "pad=\"same\" needs stride 1", help="give the padding as a number",
+                                 arg="pad")
             if any((di * (ki - 1)) % 2 for ki, di in zip(k, d)):
                 raise ShapeError("NN013", "pad=\"same\" needs an odd kernel extent",
-                                 help="pad an even kernel explicitly, e.g. pad=(1, 2) is not symmetric")
+                                 help="pad an even kernel explicitly, e.g. pad=(1, 2) is not symmetric",
+                                 arg="pad")
             p = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
         else:
             p = _axes(pad, r, "pad")
@@ -287,14 +331,15 @@ class _Windowed(Op):
             eff = D * (K - 1) + 1
             if self.category == "pool" and 2 * P > eff:
                 raise ShapeError("NN020", f"padding {P} is more than half of the {K}-wide window",
-                                 help=f"use pad ≤ {eff // 2}")
+                                 help=f"use pad ≤ {eff // 2}", arg="pad")
             o = _window_out(N, K, S, P, D, ceil_mode)
             if o < 1 or N + 2 * P < eff:
+                what = "kernel" if self.category == "conv" else "window"
                 win = "x".join(map(str, k))
-                size = "x".join(map(str, sizes))
-                raise ShapeError("NN020", f"a {win} window{' (dilated to ' + str(eff) + ')' if D > 1 else ''}"
-                                          f" does not fit the {size} input"
-                                          + (f" padded by {P}" if P else ""),
+                dil = (" dilated to " + "x".join(str(di * (ki - 1) + 1) for ki, di in zip(k, d))
+                       if D > 1 else "")
+                pad = f", even padded by {P}" if P else ""
+                raise ShapeError("NN020", f"a {win} {what}{dil} does not fit{pad}", about_input=True,
                                  help="use a smaller kernel, add padding, or remove a downsampling layer earlier")
             outs.append(o)
         return tuple(outs)
@@ -314,9 +359,13 @@ class _Windowed(Op):
             lines.append(f"{ax}: {rnd}(({N} − {F} + 2·{P}) / {S}) + 1 = {O}")
             rem = (N - (D * (K - 1) + 1) + 2 * P) % S
             if rem:
+                unit = {"H": "row", "W": "column", "L": "position", "D": "slice"}[ax]
+                unseen = unit if rem == 1 else f"{rem} {unit}s"
                 lines.append(f"   note: ({N} − {F} + 2·{P}) mod {S} = {rem}: the window does not tile "
                              f"the input; " + ("the last window hangs over the edge (ceil_mode)"
-                                               if ceil_mode else f"the last {rem} row(s)/column(s) are never seen"))
+                                               if ceil_mode else
+                                               f"the last {unseen} of the padded input "
+                                               f"{'is' if rem == 1 else 'are'} never seen"))
         return lines
 
 
@@ -343,7 +392,7 @@ class Conv(_Windowed):
         g = a["groups"]
         if c % g or a["out"] % g:
             raise ShapeError("NN025", f"groups={g} must divide both the {c} input and the {a['out']} "
-                                      f"output channels",
+                                      f"output channels", arg="groups",
                              help=f"choose groups among the common divisors of {c} and {a['out']}")
         return (a["out"],) + spatial
 

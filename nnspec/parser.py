@@ -15,17 +15,19 @@ from importlib import resources
 from pathlib import Path
 
 import lark
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Transformer, Tree
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
+                             VisitError)
 
 from . import ast
 from .errors import Diagnostic, Span, SpecError
 
 MAX_SOURCE_BYTES = 2_000_000
-MAX_NESTING = 100
+MAX_NESTING = 100      # brackets
+MAX_TREE_DEPTH = 330   # parse-tree levels: 100 nested groups take 303; operator chains count too
 MAX_INT_DIGITS = 18
 
-_OPTIONS = dict(parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True)
+_OPTIONS = dict(parser="lalr", lexer="contextual", propagate_positions=False, maybe_placeholders=True)
 
 
 # ---- the grammar and its parser ------------------------------------------------------------
@@ -106,7 +108,7 @@ def decode_source(raw: bytes, name: str) -> str:
     if len(raw) > MAX_SOURCE_BYTES:
         raise SpecError([Diagnostic("NN002", f"'{name}' is larger than {MAX_SOURCE_BYTES:,} bytes",
                                     help="a network spec is a few kilobytes; is this the right file?")])
-    if b"\0" in raw[:8192] or b"\0" in raw:
+    if b"\0" in raw:
         raise SpecError([Diagnostic("NN002", f"'{name}' is a binary file, not a .nn spec")])
     try:
         return raw.decode("utf-8")
@@ -116,21 +118,36 @@ def decode_source(raw: bytes, name: str) -> str:
         column = e.start - (before.rfind(b"\n") + 1) + 1
         span = Span(name, line, column, line, column + 1)
         raise SpecError([Diagnostic("NN002", f"invalid UTF-8 byte 0x{raw[e.start]:02x}", span,
-                                    help="save the file as UTF-8")]) from None
+                                    help="save the file as UTF-8")],
+                        {name: raw.decode("utf-8", "replace")}) from None
 
 
 def parse(source: str, file: str = "<string>") -> ast.Module:
     """Parse spec text into a syntax tree, or raise SpecError (the first syntax error)."""
+    if len(source) > MAX_SOURCE_BYTES:
+        raise SpecError([Diagnostic("NN002", f"'{file}' is longer than {MAX_SOURCE_BYTES:,} characters",
+                                    help="a network spec is a few kilobytes; is this the right file?")])
+    if "\0" in source:
+        raise SpecError([Diagnostic("NN002", f"'{file}' contains NUL characters; it is not a .nn spec")])
+    if source.startswith("\ufeff"):  # a byte-order mark, as some editors write: not part of the text
+        source = source[1:]
     _check_nesting(source, file)
     try:
         tree = _parser().parse(source)
     except UnexpectedInput as e:
         raise SpecError([_syntax_diagnostic(e, source, file)], {file: source}) from None
+    _check_depth(tree, source, file)
     try:
         return _ToAst(file, source).transform(tree)
-    except SpecError as e:
-        e.sources.setdefault(file, source)
+    except VisitError as e:  # lark wraps what a callback raises
+        if isinstance(e.orig_exc, SpecError):
+            e.orig_exc.sources.setdefault(file, source)
+            raise e.orig_exc from None
+        if isinstance(e.orig_exc, RecursionError):
+            raise SpecError([_too_deep(Span(file, 1, 1, 1, 1))], {file: source}) from None
         raise
+    except RecursionError:
+        raise SpecError([_too_deep(Span(file, 1, 1, 1, 1))], {file: source}) from None
 
 
 def parse_file(path: str | os.PathLike) -> ast.Module:
@@ -162,6 +179,26 @@ def _check_nesting(source: str, file: str) -> None:
             depth = max(0, depth - 1)
 
 
+def _too_deep(span: Span) -> Diagnostic:
+    return Diagnostic("NN002", f"the spec is nested more than {MAX_TREE_DEPTH} levels deep", span,
+                      help="split long expressions and deep groups into block definitions")
+
+
+def _check_depth(tree: Tree, source: str, file: str) -> None:
+    """Long operator chains (`-----1`, `1+1+…+1`) nest the tree without brackets; the
+    transformation and the expander recurse, so refuse them here, iteratively."""
+    stack = [(tree, 1)]
+    while stack:
+        t, d = stack.pop()
+        if d > MAX_TREE_DEPTH:
+            tok = next(t.scan_values(lambda v: isinstance(v, Token)), None)
+            line, col = (tok.line, tok.column) if tok is not None else (1, 1)
+            raise SpecError([_too_deep(Span(file, line, col, line, col + 1))], {file: source})
+        for c in t.children:
+            if type(c) is Tree:
+                stack.append((c, d + 1))
+
+
 # ---- syntax errors -------------------------------------------------------------------------
 
 _TOKEN_WORDS = {
@@ -174,17 +211,6 @@ _TOKEN_WORDS = {
     "IF": "'if'", "AS": "'as'", "OR": "'or'", "AND": "'and'", "NOT": "'not'",
 }
 
-_EXAMPLES = {
-    "name a layer with 'name:', not '='  (e.g. `conv1: conv(64, 3)`)": [
-        "x = conv(3, 3)\n", "network n\ninput 3x8x8\nx = conv(3, 3)\n"],
-    "write shapes without spaces, e.g. `3x224x224`": [
-        "input 3 x 224 x 224\n", "conv(8, 3) -> 8 x 6 x 6\n"],
-    "separate arguments with ','": ["conv(96 11)\n", "conv(96, 11 stride=4)\n"],
-    "keyword arguments come after positional ones: `conv(64, 3, pad=1)`": [
-        "conv(out=64, 3)\n"],
-}
-
-
 def _describe_expected(expected) -> str:
     words = sorted({_TOKEN_WORDS.get(t, f"'{t.lower()}'" if t.isalpha() else t) for t in expected})
     if len(words) > 6:
@@ -195,43 +221,105 @@ def _describe_expected(expected) -> str:
 def _syntax_diagnostic(e: UnexpectedInput, source: str, file: str) -> Diagnostic:
     line = max(1, getattr(e, "line", 1) or 1)
     column = max(1, getattr(e, "column", 1) or 1)
-    hint = None
-    try:
-        hint = e.match_examples(_parser().parse, _EXAMPLES, use_accepts=True)
-    except Exception:  # match_examples re-parses the examples; a failure there is no hint
-        hint = None
+    expected = set(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
     if isinstance(e, UnexpectedCharacters):
-        ch = source[e.pos_in_stream] if 0 <= e.pos_in_stream < len(source) else "?"
+        pos = e.pos_in_stream
+        ch = source[pos] if 0 <= pos < len(source) else "?"
         message = f"unexpected character {ch!r}"
         span = Span(file, line, column, line, column + 1)
-        if ch in "[]":
-            hint = hint or "use parentheses for tuples: `kernel=(3, 5)`"
-        elif ch == ":":
-            hint = hint or "a layer name is a letter or '_' followed by letters, digits or '_'"
+        if len(expected) > 6:  # after a stray character, a long list of tokens helps no one
+            expected = set()
+        hint = _char_hint(ch, source, pos)
     elif isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
         lines = source.splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
         span = Span(file, line, column, line, column + 1)
         message = "unexpected end of file"
         opener = _unclosed(source)
-        if opener:
-            hint = f"the '{opener[0]}' opened at {opener[1]}:{opener[2]} is never closed"
+        hint = f"the '{opener[0]}' opened at {opener[1]}:{opener[2]} is never closed" if opener else None
     else:
         tok = e.token
         text = str(tok)
+        pos = tok.start_pos if tok.start_pos is not None else 0
         if tok.type == "_NL":
             message = "unexpected end of line"
             span = Span(file, line, column, line, column + 1)
         else:
             message = f"unexpected {text!r}"
             span = Span(file, line, column, line, column + max(1, len(text.splitlines()[0] if text else "")))
-    expected = getattr(e, "expected", None) or getattr(e, "allowed", None)
+        hint = _token_hint(tok, expected, source, pos)
+    # LALR merges look-aheads: don't offer a closing bracket that nothing opened
+    opened = {o for o, *_ in _open_stack(source[:_offset(source, line, column)])}
+    expected -= {c for o, c in (("{", "RBRACE"), ("(", "RPAR")) if o not in opened}
     if expected:
         message += f"; expected {_describe_expected(expected)}"
     return Diagnostic("NN001", message, span, help=hint)
 
 
-def _unclosed(source: str):
+def _offset(source: str, line: int, column: int) -> int:
+    pos = 0
+    for _ in range(line - 1):
+        nl = source.find("\n", pos)
+        if nl < 0:
+            return len(source)
+        pos = nl + 1
+    return min(len(source), pos + column - 1)
+
+
+def _line_before(source: str, pos: int) -> str:
+    return source[source.rfind("\n", 0, pos) + 1:pos]
+
+
+def _in_train(source: str, pos: int) -> bool:
+    stack = _open_stack(source[:pos])
+    braces = [o for o in stack if o[0] == "{"]
+    if not braces:
+        return False
+    _, line, col = braces[0]
+    start = _offset(source, line, col)
+    return _line_before(source, start).strip() == "train"
+
+
+def _token_hint(tok: Token, expected: set, source: str, pos: int) -> str | None:
+    before = _line_before(source, pos)
+    text = str(tok)
+    if tok.type == "EQUAL" and re.fullmatch(r"\s*[A-Za-z_]\w*\s*", before):
+        if _in_train(source, pos):
+            return f"train settings are written `key value`, e.g. `{before.strip()} …` without '='"
+        return f"name a layer with 'name:', not '=': `{before.strip()}: {source[pos + 1:].split(chr(10))[0].strip()}`"
+    if tok.type in ("NAME", "INT") and re.fullmatch(r"x\d*", text) and re.search(r"\d\s+$", before):
+        return "write shapes without spaces, e.g. `3x224x224`"
+    if tok.type in ("INT", "SHAPE") and re.search(r"\d\s*x\s+$", before):
+        return "write shapes without spaces, e.g. `3x224x224`"
+    if {"COMMA", "RPAR"} <= expected and tok.type not in ("COMMA", "RPAR"):
+        opener = _open_stack(source[:pos])
+        where = f" opened at {opener[-1][1]}:{opener[-1][2]}" if opener and opener[-1][0] == "(" else ""
+        if tok.type == "_NL":
+            return f"close the '('{where} with ')'"
+        return f"separate arguments with ',', or close the '('{where} with ')'"
+    if tok.type == "RBRACE" and not any(o == "{" for o, *_ in _open_stack(source[:pos])):
+        return "this '}' closes nothing"
+    if tok.type == "RPAR" and not any(o == "(" for o, *_ in _open_stack(source[:pos])):
+        return "this ')' closes nothing"
+    return None
+
+
+def _char_hint(ch: str, source: str, pos: int) -> str | None:
+    if ch in "[]":
+        return "use parentheses for tuples: `kernel=(3, 5)`"
+    if ch == ":":
+        if _in_train(source, pos):
+            return "train settings are written `key value`, without ':'"
+        return "a layer name is a letter or '_' followed by letters, digits or '_'"
+    if ch == "\r":
+        return "use \\n or \\r\\n line endings"
+    if ch.isalpha() or ch.isdigit():
+        return "names use ASCII letters, digits and '_'"
+    return None
+
+
+def _open_stack(source: str) -> list:
+    """The brackets still open at the end of `source`: (char, line, column), outermost first."""
     stack = []
     line, line_start = 1, 0
     for m in _SCAN.finditer(source):
@@ -242,6 +330,11 @@ def _unclosed(source: str):
             stack.append((ch, line, m.start() - line_start + 1))
         elif ch in ")}" and stack:
             stack.pop()
+    return stack
+
+
+def _unclosed(source: str):
+    stack = _open_stack(source)
     return stack[-1] if stack else None
 
 
@@ -251,113 +344,149 @@ def _tok_span(file: str, tok: Token) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
-@v_args(meta=True)
+class _Seq(tuple):
+    """A parenthesised or braced list, remembering where its brackets are (for spans)."""
+    span: Span
+
+
+def _seq(items, span: Span) -> _Seq:
+    out = _Seq(i for i in items if i is not None)
+    out.span = span
+    return out
+
+
 class _ToAst(Transformer):
+    """Parse tree -> `nnspec.ast`. Spans come from the tokens: keywords and brackets are kept
+    in the tree for that (see the grammar), and every callback joins its first and last part."""
+
     def __init__(self, file: str, source: str):
-        super().__init__()
+        super().__init__(visit_tokens=False)  # no token callbacks: skip lark's per-token lookup
         self.file = file
         self.source = source
 
-    def _span(self, meta) -> Span:
-        if getattr(meta, "empty", True):
-            return Span(self.file, 1, 1, 1, 1)
-        return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+    def _join(self, first, last) -> Span:
+        """The span from the start of `first` to the end of `last` (tokens or AST nodes)."""
+        a = first if type(first) in (Token, Span) else first.span
+        b = last if type(last) in (Token, Span) else last.span
+        return Span(self.file, a.line, a.column, b.end_line, b.end_column)
 
-    def _error(self, message: str, span: Span, help: str | None = None):
-        raise SpecError([Diagnostic("NN003", message, span, help=help)], {self.file: self.source})
+    def _tok(self, tok: Token) -> Span:
+        return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+    def _error(self, message: str, span: Span, help: str | None = None, code: str = "NN003"):
+        raise SpecError([Diagnostic(code, message, span, help=help)], {self.file: self.source})
 
     # top level
-    def start(self, meta, items):
+    def start(self, items):
         items = [i for i in items if i is not None]
         kinds = {k: tuple(i for i in items if isinstance(i, k))
                  for k in (ast.Header, ast.InputDecl, ast.BlockDef, ast.Stmt, ast.Train)}
         return ast.Module(self.file, self.source, kinds[ast.Header], kinds[ast.InputDecl],
                           kinds[ast.BlockDef], kinds[ast.Stmt], kinds[ast.Train])
 
-    def header(self, meta, c):
-        return ast.Header(str(c[0]), c[1] or (), self._span(meta))
+    def header(self, c):
+        kw, name, params = c
+        return ast.Header(str(name), tuple(params or ()), self._join(kw, params if params is not None else name))
 
-    def params(self, meta, c):
-        return tuple(p for p in c if p is not None)
+    def params(self, c):
+        return _seq(c[1:-1], self._join(c[0], c[-1]))
 
-    def param(self, meta, c):
-        return ast.Param(str(c[0]), c[1], self._span(meta))
+    def param(self, c):
+        name, default = c
+        return ast.Param(str(name), default, self._join(name, default if default is not None else name))
 
-    def input_decl(self, meta, c):
-        return ast.InputDecl(c[0], self._span(meta))
+    def input_decl(self, c):
+        return ast.InputDecl(c[1], self._join(c[0], c[1]))
 
-    def block_def(self, meta, c):
-        return ast.BlockDef(str(c[0]), c[1] or (), c[2], self._span(meta))
+    def block_def(self, c):
+        kw, name, params, body = c
+        return ast.BlockDef(str(name), tuple(params or ()), tuple(body), self._join(kw, body))
 
-    def body(self, meta, c):
-        return tuple(s for s in c if s is not None)
+    def body(self, c):
+        return _seq(c[1:-1], self._join(c[0], c[-1]))
 
     # statements
-    def stmt(self, meta, c):
+    def stmt(self, c):
         label, *items, expect = c
         label_span = None
         if label is not None:
-            label_span = _tok_span(self.file, label)
             name = str(label).rstrip(" \t:")
             label_span = Span(self.file, label.line, label.column, label.line, label.column + len(name))
             label = name
-        return ast.Stmt(label, label_span, tuple(items), expect, self._span(meta))
+        first = label_span or items[0].span
+        last = (expect or items[-1]).span
+        span = Span(self.file, first.line, first.column, last.end_line, last.end_column)
+        return ast.Stmt(label, label_span, tuple(items), expect, span)
 
-    def call(self, meta, c):
+    def call(self, c):
         name, args = c
-        pos, kw = args if args is not None else ((), ())
-        return ast.Call(str(name), pos, kw, self._span(meta), _tok_span(self.file, name))
+        if args is None:
+            return ast.Call(str(name), (), (), self._tok(name), self._tok(name))
+        pos, kw, span = args
+        return ast.Call(str(name), pos, kw, self._join(name, span), self._tok(name))
 
-    def group(self, meta, c):
-        return ast.Group(c[0], self._span(meta))
+    def group(self, c):
+        return ast.Group(tuple(c[0]), c[0].span)
 
-    def add(self, meta, c):
-        return ast.Merge("add", c[0], self._span(meta))
+    def add(self, c):
+        return ast.Merge("add", tuple(c[1]), self._join(c[0], c[1]))
 
-    def concat(self, meta, c):
-        return ast.Merge("concat", c[0], self._span(meta))
+    def concat(self, c):
+        return ast.Merge("concat", tuple(c[1]), self._join(c[0], c[1]))
 
-    def repeat(self, meta, c):
-        count, var, body = c
-        return ast.Repeat(count, str(var) if var is not None else None, body, self._span(meta))
+    def repeat(self, c):
+        kw, count, var, body = c
+        return ast.Repeat(count, str(var) if var is not None else None, tuple(body), self._join(kw, body))
 
-    def cond(self, meta, c):
-        test, then, orelse = c
+    def cond(self, c):
+        kw, test, then, orelse = c
+        span = self._join(kw, orelse if orelse is not None else then)
         if isinstance(orelse, ast.Cond):
             orelse = (ast.Stmt(None, None, (orelse,), None, orelse.span),)
-        return ast.Cond(test, then, orelse, self._span(meta))
+        elif orelse is not None:
+            orelse = tuple(orelse)
+        return ast.Cond(test, tuple(then), orelse, span)
 
-    def args(self, meta, c):
-        pos = tuple(a for a in c if a is not None and not isinstance(a, ast.Kwarg))
-        kw = tuple(a for a in c if isinstance(a, ast.Kwarg))
+    def args(self, c):
+        items = c[1:-1]
+        pos = tuple(a for a in items if a is not None and not isinstance(a, ast.Kwarg))
+        kw = tuple(a for a in items if isinstance(a, ast.Kwarg))
         seen_kw = False
-        for a in c:
+        for a in items:
             if isinstance(a, ast.Kwarg):
                 seen_kw = True
             elif a is not None and seen_kw:
                 self._error("positional argument after a keyword argument", a.span,
-                            "put positional arguments first: `conv(64, 3, pad=1)`")
-        return pos, kw
+                            "put positional arguments first: `conv(64, 3, pad=1)`", code="NN001")
+        return pos, kw, self._join(c[0], c[-1])
 
-    def kwarg(self, meta, c):
-        return ast.Kwarg(str(c[0]), c[1], self._span(meta))
+    def kwarg(self, c):
+        return ast.Kwarg(str(c[0]), c[1], self._join(c[0], c[1]))
 
-    def shape(self, meta, c):
-        span = self._span(meta)
-        if len(c) == 1 and isinstance(c[0], Token):
+    def shape(self, c):
+        if c[0].type == "NAME":
+            name, field = c
+            if field is None:
+                span = self._tok(name)
+                return ast.ShapeExpr((ast.Var(str(name), span),), span)
+            span = self._join(name, field)
+            return ast.ShapeExpr((ast.Attr(str(name), str(field), span),), span)
+        if len(c) == 1:
             tok = c[0]
+            span = self._tok(tok)
             dims = tuple(ast.Const(self._int(d, span), span) for d in str(tok).split("x"))
             return ast.ShapeExpr(dims, span)
-        return ast.ShapeExpr(tuple(d for d in c if d is not None), span)
+        return ast.ShapeExpr(tuple(d for d in c[1:-1] if d is not None), self._join(c[0], c[-1]))
 
-    def train(self, meta, c):
-        return ast.Train(tuple(e for e in c if e is not None), self._span(meta))
+    def train(self, c):
+        return ast.Train(tuple(e for e in c[2:-1] if e is not None), self._join(c[0], c[-1]))
 
-    def entry(self, meta, c):
+    def entry(self, c):
         key, *rest = c
-        pos = tuple(a for a in rest if a is not None and not isinstance(a, ast.Kwarg))
+        rest = [a for a in rest if a is not None]
+        pos = tuple(a for a in rest if not isinstance(a, ast.Kwarg))
         kw = tuple(a for a in rest if isinstance(a, ast.Kwarg))
-        return ast.TrainEntry(str(key), pos, kw, self._span(meta), _tok_span(self.file, key))
+        return ast.TrainEntry(str(key), pos, kw, self._join(key, rest[-1] if rest else key), self._tok(key))
 
     # expressions
     def _int(self, text: str, span: Span) -> int:
@@ -366,61 +495,65 @@ class _ToAst(Transformer):
                         "numbers in a spec must be below 10^18")
         return int(text)
 
-    def int_(self, meta, c):
-        span = self._span(meta)
+    def int_(self, c):
+        span = self._tok(c[0])
         return ast.Const(self._int(str(c[0]), span), span)
 
-    def float_(self, meta, c):
-        span = self._span(meta)
+    def float_(self, c):
+        span = self._tok(c[0])
         text = str(c[0])
         if len(text) > 64:
             self._error("number literal is too long", span)
         value = float(text)
-        if value in (float("inf"),):
+        if value == float("inf"):
             self._error(f"number {text} is out of range", span)
         return ast.Const(value, span)
 
-    def string(self, meta, c):
-        return ast.Const(str(c[0])[1:-1], self._span(meta))
+    def string(self, c):
+        return ast.Const(str(c[0])[1:-1], self._tok(c[0]))
 
-    def true(self, meta, c):
-        return ast.Const(True, self._span(meta))
+    def true(self, c):
+        return ast.Const(True, self._tok(c[0]))
 
-    def false(self, meta, c):
-        return ast.Const(False, self._span(meta))
+    def false(self, c):
+        return ast.Const(False, self._tok(c[0]))
 
-    def var(self, meta, c):
-        return ast.Var(str(c[0]), self._span(meta))
+    def var(self, c):
+        return ast.Var(str(c[0]), self._tok(c[0]))
 
-    def attr(self, meta, c):
-        return ast.Attr(str(c[0]), str(c[1]), self._span(meta))
+    def attr(self, c):
+        return ast.Attr(str(c[0]), str(c[1]), self._join(c[0], c[1]))
 
-    def call_expr(self, meta, c):
-        pos, kw = c[1] if c[1] is not None else ((), ())
-        return ast.CallExpr(str(c[0]), pos, kw, self._span(meta))
+    def call_expr(self, c):
+        name, args = c
+        pos, kw, span = args
+        return ast.CallExpr(str(name), pos, kw, self._join(name, span))
 
-    def tuple_(self, meta, c):
-        return ast.TupleExpr(tuple(x for x in c if x is not None), self._span(meta))
+    def tuple_(self, c):
+        return ast.TupleExpr(tuple(x for x in c[1:-1] if x is not None), self._join(c[0], c[-1]))
 
-    def neg(self, meta, c):
-        return ast.Unary("-", c[0], self._span(meta))
+    def sign(self, c):
+        if str(c[0]) == "+":
+            return c[1]
+        return ast.Unary("-", c[1], self._join(c[0], c[1]))
 
-    def not_(self, meta, c):
-        return ast.Unary("not", c[0], self._span(meta))
+    def not_(self, c):
+        return ast.Unary("not", c[1], self._join(c[0], c[1]))
 
-    def binop(self, meta, c):
-        return ast.Binary(str(c[1]), c[0], c[2], self._span(meta))
+    def binop(self, c):
+        return ast.Binary(str(c[1]), c[0], c[2], self._join(c[0], c[2]))
 
     compare = binop
 
-    def pow_(self, meta, c):
-        return ast.Binary("**", c[0], c[1], self._span(meta))
+    def pow_(self, c):
+        return ast.Binary("**", c[0], c[1], self._join(c[0], c[1]))
 
-    def or_(self, meta, c):
-        return ast.Binary("or", c[0], c[1], self._span(meta))
+    def or_(self, c):
+        return ast.Binary("or", c[0], c[1], self._join(c[0], c[1]))
 
-    def and_(self, meta, c):
-        return ast.Binary("and", c[0], c[1], self._span(meta))
+    def and_(self, c):
+        return ast.Binary("and", c[0], c[1], self._join(c[0], c[1]))
 
-    def ifexp(self, meta, c):
-        return ast.IfExpr(c[0], c[1], c[2], self._span(meta))
+    def ifexp(self, c):
+        then, _if, test, orelse = c
+        return ast.IfExpr(then, test, orelse, self._join(then, orelse))

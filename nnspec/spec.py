@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 
 from . import parser
@@ -34,16 +36,34 @@ class Spec:
         train section's batch size, else 1."""
         if batch is None:
             batch = (self.graph.train.batch if self.graph.train and self.graph.train.batch else 1)
-        return analyze(self.graph, batch, dtype)
+        with _gc_paused():
+            return analyze(self.graph, batch, dtype)
 
     def __repr__(self) -> str:
         return f"<Spec {self.name}: {len(self.graph.nodes) - 1} layers from {self.graph.file}>"
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Parsing and expanding allocate many small objects and free few: the cyclic garbage
+    collector's passes over the growing heap made a 10,000-layer spec 40% slower (and the
+    cost superlinear). Reference counting still frees everything; collection resumes after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load(path: str | os.PathLike, **network_args) -> Spec:
     """Read, parse and check a .nn file; raises nnspec.SpecError listing every problem."""
-    return Spec(expand(parser.parse_file(path), network_args))
+    with _gc_paused():
+        return Spec(expand(parser.parse_file(path), network_args))
 
 
 def loads(text: str, file: str = "<string>", **network_args) -> Spec:
-    return Spec(expand(parser.parse(text, file), network_args))
+    """Parse and check spec text; raises nnspec.SpecError listing every problem."""
+    with _gc_paused():
+        return Spec(expand(parser.parse(text, file), network_args))
