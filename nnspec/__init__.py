@@ -10,7 +10,7 @@ from .analysis import Analysis
 from .errors import Diagnostic, Span, SpecError
 from .spec import Spec, load, loads
 
-__all__ = ["Analysis", "Diagnostic", "Span", "Spec", "SpecError", "load", "loads", "compile"]
+__all__ = ["Analysis", "Diagnostic", "Span", "Spec", "SpecError", "load", "loads", "compile", "load_weights"]
 __version__ = "0.1.0"
 
 
@@ -20,3 +20,11 @@ def compile(spec, backend: str = "torch", **network_args):
         from .backends.torch import compile_torch
         return compile_torch(spec, **network_args)
     raise ValueError(f"unknown backend {backend!r}; available: 'torch'")
+
+
+def load_weights(model, source, map=None, strict: bool = False):
+    """Load a .safetensors / .pt / .pth state dict (or a dict of tensors) into a compiled
+    model by name; `map` renames prefixes ({"module.": ""}, {"fc.": None} drops). Returns a
+    report of loaded, missing, unexpected and mismatched tensors (`.table()` renders it)."""
+    from .backends.weights import load_weights as _load_weights
+    return _load_weights(model, source, map=map, strict=strict)

@@ -14,6 +14,7 @@ from .errors import SpecError
 # Modules that add sub-commands: each has register(subparsers) and keeps heavy imports lazy.
 EXTENSIONS: tuple[str, ...] = (
     "nnspec.lint.commands",
+    "nnspec.backends.commands",
 )
 
 

@@ -1,0 +1,170 @@
+"""Initial weights from the train section: which draw each parameter gets, and NumPy draws.
+
+Schemes (`init` in the train section; `nnspec.config.INITS`), for the weight of every conv,
+linear and maxout layer, with fan_in = C_in/groups·F_h·F_w and fan_out = C_out·F_h·F_w:
+
+    default   PyTorch's defaults: weight and bias ~ U(-1/√fan_in, 1/√fan_in)
+              (torch's kaiming_uniform_ with a=√5)
+    xavier    Glorot & Bengio: normal std √(2/(fan_in+fan_out)), uniform bound √(6/(fan_in+fan_out))
+              (torch.nn.init.xavier_normal_ / xavier_uniform_)
+    he        He et al., gain √2 for ReLU: normal std √(2/fan), uniform bound √(6/fan), with
+              fan = fan_in or fan_out (`mode`) (torch.nn.init.kaiming_normal_ / kaiming_uniform_)
+    normal    N(mean, std²)      uniform   U(-a, a)      zeros     constant(value)
+
+Under every scheme but `default`, those layers' biases start at zero. Batch norm starts at
+gamma 1, beta 0 (running mean 0, variance 1) and PReLU at its `init` slope, unless a per-layer
+override names them (`init "bn3" zeros`): then zeros, constant, normal or uniform set their
+weight. The last override whose pattern matches a layer wins.
+
+`rules(graph)` reduces all this to one draw per parameter (normal, uniform or constant),
+framework-free; `initial_weights(graph, seed)` draws them with NumPy. Every tensor has its
+own generator, seeded by (seed, CRC-32 of its name): a layer's first weights depend on the
+seed, its name and its shape only (adding a layer elsewhere does not change them), and any
+backend that draws from here starts from the same numbers.
+
+>>> import nnspec
+>>> spec = nnspec.loads("input 4\\nlinear(3)\\ntrain {\\n  init zeros\\n  seed 1\\n}")
+>>> sorted((k, v.shape) for k, v in initial_weights(spec.graph, 1).items())
+[('linear.bias', (3,)), ('linear.weight', (3, 4))]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Choice, matches
+from ..errors import Diagnostic, SpecError
+from ..ir import Graph
+
+_FAN_LAYERS = ("conv", "linear", "maxout")
+_SCALE_ONLY = ("zeros", "constant", "normal", "uniform", "default")
+
+
+def explicit(train) -> bool:
+    """Whether the train section asks for initial weights (else: the backend's defaults)."""
+    return train is not None and (train.init is not None or bool(train.init_overrides)
+                                  or train.seed is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How one parameter starts, reduced to one of three draws:
+    normal (`a` = std, `b` = mean), uniform (on [-a, a]) or constant (`a`)."""
+    name: str
+    shape: tuple[int, ...]
+    kind: str
+    a: float
+    b: float = 0.0
+
+
+def rules(graph: Graph) -> list[Rule]:
+    """The rule of every parameter of the network, in graph order. Raises SpecError when a
+    per-layer override cannot apply (xavier or he on a layer without fan-in)."""
+    train = graph.train
+    default = train.init if train is not None and train.init is not None else Choice("default", {}, None)
+    overrides = train.init_overrides if train is not None else ()
+    out: list[Rule] = []
+    diags = []
+    for nd in graph.layers:
+        params = [t for t in nd.opdef.tensors(graph.in_shapes(nd), nd.attrs) if t.role == "param"]
+        if not params:
+            continue
+        scheme = None
+        for pattern, choice in overrides:
+            if matches(pattern, nd.name):
+                scheme = choice
+        weight = next((t for t in params if t.name == "weight"), None)
+        fans = _fans(weight.shape) if weight is not None and len(weight.shape) >= 2 else None
+        if nd.op in _FAN_LAYERS:
+            scheme = scheme or default
+        elif scheme is not None and scheme.name not in _SCALE_ONLY:
+            diags.append(Diagnostic("NN030", f"init {scheme.name} needs a weight with a fan-in; "
+                                             f"{nd.name} ({nd.op}) has a {len(weight.shape)}-D weight",
+                                    scheme.span, help="use zeros, constant, normal or uniform for "
+                                                      "this layer, or narrow the pattern"))
+            continue
+        for t in params:
+            kind, a, b = _rule(nd.op, t, scheme, fans, nd.attrs)
+            out.append(Rule(f"{nd.name}.{t.name}", t.shape, kind, a, b))
+    if diags:
+        raise SpecError(diags, {graph.file: graph.source})
+    return out
+
+
+def initial_weights(graph: Graph, seed: int, into: dict | None = None) -> dict[str, np.ndarray]:
+    """Every parameter of the network by state-dict name, float32, drawn with NumPy.
+
+    `into` (name -> writable float32 array of the right shape, e.g. a framework's parameter
+    memory) is filled in place instead of allocating. Tensors are drawn on several threads
+    (NumPy releases the GIL; each tensor has its own generator, so the numbers do not change)."""
+    todo = rules(graph)
+
+    def run(rule: Rule):
+        out = into[rule.name] if into is not None else np.empty(rule.shape, np.float32)
+        if out.shape != rule.shape or out.dtype != np.float32:
+            raise ValueError(f"{rule.name}: expected a float32 array of shape {rule.shape}")
+        if rule.kind == "constant":
+            out.fill(rule.a)
+            return rule.name, out
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
+            [seed, zlib.crc32(rule.name.encode())])))
+        if rule.kind == "normal":
+            rng.standard_normal(dtype=np.float32, out=out)
+            out *= np.float32(rule.a)
+            if rule.b:
+                out += np.float32(rule.b)
+        else:
+            rng.random(dtype=np.float32, out=out)
+            out *= np.float32(2 * rule.a)
+            out -= np.float32(rule.a)
+        return rule.name, out
+
+    workers = min(8, os.cpu_count() or 1)
+    if workers > 1 and sum(math.prod(r.shape) for r in todo) > 1_000_000:
+        with ThreadPoolExecutor(workers) as pool:
+            return dict(pool.map(run, todo))
+    return dict(map(run, todo))
+
+
+def _fans(shape) -> tuple[int, int]:
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _rule(op: str, t, scheme: Choice | None, fans, attrs) -> tuple[str, float, float]:
+    if op not in _FAN_LAYERS and (scheme is None or scheme.name == "default"):
+        if op == "prelu":
+            return "constant", attrs["init"], 0.0
+        return "constant", 1.0 if t.name == "weight" else 0.0, 0.0  # batch norm
+    name, o = scheme.name, scheme.options
+    if t.name != "weight":  # biases
+        if name == "default" and fans is not None:
+            return "uniform", 1 / math.sqrt(fans[0]), 0.0
+        return "constant", 0.0, 0.0
+    if name == "default":
+        return "uniform", 1 / math.sqrt(fans[0]), 0.0
+    if name == "zeros":
+        return "constant", 0.0, 0.0
+    if name == "constant":
+        return "constant", o["value"], 0.0
+    if name == "normal":
+        return "normal", o["std"], o["mean"]
+    if name == "uniform":
+        return "uniform", o["a"], 0.0
+    fan_in, fan_out = fans
+    if name == "xavier":
+        fan, gain = (fan_in + fan_out) / 2, 1.0
+    elif name == "he":
+        fan, gain = (fan_in if o["mode"] == "fan_in" else fan_out), math.sqrt(2.0)
+    else:
+        raise AssertionError(name)
+    std = gain / math.sqrt(fan)
+    if o["dist"] == "normal":
+        return "normal", std, 0.0
+    return "uniform", math.sqrt(3.0) * std, 0.0

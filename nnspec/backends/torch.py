@@ -1,0 +1,486 @@
+"""The PyTorch backend: one table `op -> torch module factory`, and `compile_torch`.
+
+`TORCH` maps every op of the registry (`nnspec.ops.OPS`) to a factory
+`(input shapes, attrs) -> Layer`: the torch class and its constructor arguments. `compile`
+instantiates the Layer, `nnspec compile --emit torch` prints it, so both build the same
+modules. `UNSUPPORTED` names the ops this backend cannot express (and why); a factory may
+also raise `Unsupported` for an argument combination torch lacks. Either is reported when
+the model is built, with the spec location: never halfway through training.
+
+The model mirrors the spec's names: a node `layer1.0.downsample.1` is the module at that
+path, so `state_dict()` keys are the spec's (torchvision's, for the shipped torchvision
+specs). A block instance or labelled group whose layers form a chain is an nn.Sequential;
+anything with parallel paths (and the network itself) is a `SpecModule` whose `forward` is
+Python generated at build time: the children called in order, residual adds and concats
+included, nothing interpreted per op.
+
+>>> import nnspec
+>>> model = nnspec.compile(nnspec.loads("input 3x8x8\\nconv(4, 3, pad=1) relu\\nflatten\\nlinear(10)"))
+>>> sum(p.numel() for p in model.parameters())
+2682
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import keyword
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping
+
+from ..errors import Diagnostic, SpecError
+from ..ir import Graph, Node
+from .pysource import one, py
+
+BACKEND_CODE = "NN040"  # a layer this backend cannot build
+
+
+class Unsupported(Exception):
+    """Raised by a factory for arguments that torch cannot express."""
+
+
+# ---- layer descriptions ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layer:
+    """A torch module to build: `cls` is `nn.<Name>` (torch.nn) or a class of
+    `nnspec.backends.torch_layers`; `defaults` are torch's, left out of generated source."""
+
+    cls: str
+    args: tuple = ()
+    kwargs: Mapping = field(default_factory=dict)
+    defaults: Mapping = field(default_factory=dict)
+
+    @property
+    def custom(self) -> bool:
+        return not self.cls.startswith("nn.")
+
+    def build(self):
+        if self.custom:
+            from . import torch_layers
+            cls = getattr(torch_layers, self.cls)
+        else:
+            from torch import nn
+            cls = getattr(nn, self.cls[3:])
+        return cls(*self.args, **self.kwargs)
+
+    def arguments(self) -> list[str]:
+        """The constructor's arguments as source, torch's defaults left out."""
+        parts = [py(a) for a in self.args]
+        for k, v in self.kwargs.items():
+            if k in self.defaults and _is_default(v, self.defaults[k]):
+                continue
+            parts.append(f"{k}={py(v)}")
+        return parts
+
+    def source(self) -> str:
+        """`nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False)`"""
+        return f"{self.cls}({', '.join(self.arguments())})"
+
+
+def _is_default(v, d) -> bool:
+    v = one(v)
+    if isinstance(v, bool) or isinstance(d, bool):
+        return isinstance(v, bool) and isinstance(d, bool) and v == d
+    return isinstance(v, (int, float, str, type(None))) and type(v) in (type(d), int, float) and v == d
+
+
+# ---- the table ------------------------------------------------------------------------------
+
+def _per_axis(v, r: int) -> tuple:
+    return tuple(v) if isinstance(v, tuple) else (v,) * r
+
+
+def _window(shape, a):
+    """(rank, kernel, stride, padding, dilation) per spatial axis; pad="same" resolved as the
+    op registry resolves it (the registry has already checked that it applies)."""
+    r = len(shape) - 1
+    k = _per_axis(a["kernel"], r)
+    s = _per_axis(a["stride"] if a.get("stride") is not None else a["kernel"], r)
+    d = _per_axis(a.get("dilation", 1), r)
+    pad = a.get("pad", 0)
+    if isinstance(pad, str) and pad == "same":
+        p = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
+    else:
+        p = _per_axis(pad, r)
+    return r, k, s, p, d
+
+
+def _pool_padding_fits(op: str, k, p) -> None:
+    # PyTorch allows padding up to half the kernel, whatever the dilation; the registry
+    # measures it against the dilated window, so a dilated pool can pass there and not here.
+    for ki, pi in zip(k, p):
+        if isinstance(ki, int) and isinstance(pi, int) and pi > ki // 2:
+            raise Unsupported(f"PyTorch's {op} allows padding up to half the kernel "
+                              f"({ki // 2} for a {ki}-wide kernel, dilation aside), got {pi}")
+
+
+def _conv(ins, a):
+    shape = ins[0]
+    r, k, s, p, d = _window(shape, a)
+    return Layer(f"nn.Conv{r}d", (shape[0], a["out"], one(k)),
+                 {"stride": one(s), "padding": one(p), "dilation": one(d), "groups": a["groups"],
+                  "bias": a["bias"]},
+                 {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True})
+
+
+def _maxpool(ins, a):
+    r, k, s, p, d = _window(ins[0], a)
+    _pool_padding_fits("max pooling", k, p)
+    kw = {} if a["stride"] is None else {"stride": one(s)}
+    kw.update(padding=one(p), dilation=one(d), ceil_mode=a["ceil_mode"])
+    return Layer(f"nn.MaxPool{r}d", (one(k),), kw, {"padding": 0, "dilation": 1, "ceil_mode": False})
+
+
+def _avgpool(ins, a):
+    r, k, s, p, _ = _window(ins[0], a)
+    _pool_padding_fits("average pooling", k, p)
+    kw = {} if a["stride"] is None else {"stride": one(s)}
+    kw.update(padding=one(p), ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"])
+    return Layer(f"nn.AvgPool{r}d", (one(k),), kw,
+                 {"padding": 0, "ceil_mode": False, "count_include_pad": True})
+
+
+def _batchnorm(ins, a):
+    dims = {1: 1, 2: 1, 3: 2, 4: 3}[len(ins[0])]  # vectors (N, C) and CxL both take BatchNorm1d
+    return Layer(f"nn.BatchNorm{dims}d", (ins[0][0],),
+                 {"eps": a["eps"], "momentum": a["momentum"], "affine": a["affine"]},
+                 {"eps": 1e-5, "momentum": 0.1, "affine": True})
+
+
+def _simple(cls: str, **arg_names):
+    """A module whose keyword arguments are op arguments renamed: _simple("nn.ELU", alpha="a")."""
+    def factory(ins, a):
+        return Layer(cls, (), {k: a[v] for k, v in arg_names.items()})
+    return factory
+
+
+def _no_module(ins, a):
+    return None
+
+
+Factory = Callable[[tuple, Mapping], "Layer | None"]
+
+TORCH: dict[str, Factory] = {
+    # the network input is the argument of forward: no module
+    "input": _no_module,
+    "conv": _conv,
+    "maxpool": _maxpool,
+    "avgpool": _avgpool,
+    "adaptive_avgpool": lambda ins, a: Layer(f"nn.AdaptiveAvgPool{len(ins[0]) - 1}d",
+                                              (one(_per_axis(a["size"], len(ins[0]) - 1)),)),
+    "global_avgpool": lambda ins, a: Layer("GlobalAvgPool"),
+    # PyTorch's LRN divides alpha by `size` (so does Caffe's); the spec's alpha is PyTorch's
+    "lrn": lambda ins, a: Layer("nn.LocalResponseNorm", (a["size"],),
+                                {"alpha": a["alpha"], "beta": a["beta"], "k": a["k"]},
+                                {"alpha": 1e-4, "beta": 0.75, "k": 1.0}),
+    "linear": lambda ins, a: Layer("nn.Linear", (ins[0][0], a["out"]), {"bias": a["bias"]},
+                                   {"bias": True}),
+    "maxout": lambda ins, a: Layer("Maxout", (ins[0][0], a["units"]), {"pieces": a["pieces"]},
+                                   {"pieces": 2}),
+    "flatten": lambda ins, a: Layer("nn.Flatten"),
+    "batchnorm": _batchnorm,
+    "dropout": lambda ins, a: Layer("nn.Dropout", (a["p"],)),
+    "relu": lambda ins, a: Layer("nn.ReLU", (), {}, {"inplace": False}),
+    "leaky_relu": lambda ins, a: Layer("nn.LeakyReLU", (a["a"],)),
+    "rrelu": lambda ins, a: Layer("nn.RReLU", (a["lower"], a["upper"])),
+    "elu": lambda ins, a: Layer("nn.ELU", (), {"alpha": a["a"]}, {"alpha": 1.0}),
+    "gelu": _simple("nn.GELU"),
+    "sigmoid": _simple("nn.Sigmoid"),
+    "tanh": _simple("nn.Tanh"),
+    "prelu": lambda ins, a: Layer("nn.PReLU", (),
+                                  {"num_parameters": ins[0][0] if a["per_channel"] else 1,
+                                   "init": a["init"]},
+                                  {"num_parameters": 1, "init": 0.25}),
+    "softmax": lambda ins, a: Layer("nn.Softmax", (), {"dim": 1}),
+    "log_softmax": lambda ins, a: Layer("nn.LogSoftmax", (), {"dim": 1}),
+    "identity": _simple("nn.Identity"),
+    "add": lambda ins, a: Layer("Add"),
+    "concat": lambda ins, a: Layer("Concat"),
+}
+
+# op -> why this backend cannot build it. Empty today: every op of the registry has a torch
+# module. An op added to the registry must be added to TORCH or here (tests check).
+UNSUPPORTED: dict[str, str] = {}
+
+# A ReLU may overwrite its input (as torchvision's do) when the producer's backward does not
+# need its own output and nothing else reads it.
+_INPLACE_AFTER = frozenset({"conv", "linear", "batchnorm", "add", "concat", "maxpool", "avgpool",
+                            "adaptive_avgpool"})
+
+
+def layer_for(graph: Graph, node: Node, consumers: Mapping[int, list] | None = None) -> Layer | None:
+    """The Layer of one node; raises Unsupported."""
+    if node.op in UNSUPPORTED:
+        raise Unsupported(UNSUPPORTED[node.op])
+    factory = TORCH.get(node.op)
+    if factory is None:
+        raise Unsupported("the op is missing from the torch backend's table")
+    layer = factory(graph.in_shapes(node), node.attrs)
+    if node.op == "relu" and consumers is not None:
+        producer = graph.nodes[node.inputs[0]]
+        if producer.op in _INPLACE_AFTER and consumers[producer.id] == [node.id]:
+            layer = replace(layer, kwargs={**layer.kwargs, "inplace": True})
+    return layer
+
+
+# ---- the module tree ------------------------------------------------------------------------
+
+@dataclass
+class Scope:
+    """A network, block instance or labelled group: a module whose children are the spec's."""
+
+    path: str                 # "" for the network
+    kind: str                 # block name, "group", or the network's name
+    children: list = field(default_factory=list)  # [(local name, Node | Scope)]
+    first: int = -1           # id of its first node
+    last: int = -1            # id of its last node: its output
+    input: int = 0            # id of the value entering it
+
+    @property
+    def chain(self) -> bool:
+        """Each child takes the previous child's output (the scope's input for the first)."""
+        prev = self.input
+        for _, child in self.children:
+            if io(child)[0] != (prev,):
+                return False
+            prev = io(child)[1]
+        return True
+
+
+def io(child) -> tuple[tuple[int, ...], int]:
+    """(ids of the values a child reads, id of the value it makes)"""
+    if isinstance(child, Scope):
+        return (child.input,), child.last
+    return child.inputs, child.id
+
+
+def scopes(graph: Graph) -> Scope:
+    """The module tree of a graph, from the nodes' hierarchical names."""
+    kinds = {}
+    for nd in graph.layers:
+        for fr in nd.chain:
+            kinds.setdefault(fr.instance, fr.block)
+    root = Scope("", graph.name, first=1, last=graph.output, input=0)
+    index = {"": root}
+    for nd in graph.layers:
+        parts = nd.name.split(".")
+        parent = root
+        for depth in range(1, len(parts)):
+            path = ".".join(parts[:depth])
+            sc = index.get(path)
+            if sc is None:
+                sc = index[path] = Scope(path, kinds.get(path, "group"), first=nd.id)
+                parent.children.append((parts[depth - 1], sc))
+            sc.last = nd.id
+            parent = sc
+        parent.children.append((parts[-1], nd))
+    for sc in index.values():
+        if sc.path:
+            outside = {i for nd in graph.nodes[sc.first:sc.last + 1] for i in nd.inputs if i < sc.first}
+            if len(outside) != 1:  # the expander builds series-parallel scopes: cannot happen
+                raise AssertionError(f"scope {sc.path} reads {len(outside)} outside values")
+            sc.input = outside.pop()
+    return root
+
+
+def forward_source(scope: Scope, call: Callable[[str, object, list[str]], str]) -> str:
+    """`def forward(self, x): …` for a scope: each child in order, values in as few
+    variables as they need (a value's variable is reused once its last reader ran, so
+    intermediate tensors are freed as in hand-written code). `call(name, child, args)`
+    returns the expression for one child."""
+    steps = [(name, child) + io(child) for name, child in scope.children]
+    last_use = {}
+    for k, (_, _, ins, _) in enumerate(steps):
+        for v in ins:
+            last_use[v] = k
+    last_use[scope.last] = len(steps)
+    regs = {scope.input: "x"}
+    free: list[str] = []
+    made = 0
+    lines = ["def forward(self, x):"]
+    for k, (name, child, ins, out) in enumerate(steps):
+        args = [regs[v] for v in ins]
+        for v in dict.fromkeys(ins):
+            if last_use.get(v) == k:
+                free.append(regs.pop(v))
+        if free:
+            free.sort(key=lambda r: (len(r), r))
+            reg = free.pop(0)
+        else:
+            made += 1
+            reg = f"x{made}"
+        regs[out] = reg
+        expr = call(name, child, args)
+        if expr != reg:
+            lines.append(f"    {reg} = {expr}")
+    lines.append(f"    return {regs[scope.last]}")
+    return "\n".join(lines) + "\n"
+
+
+def attr(name: str, owner: str = "self") -> str:
+    """Python access to a child module: `self.conv1`, or `getattr(self, "5")`."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"{owner}.{name}"
+    return f'getattr({owner}, "{name}")'
+
+
+def _module_call(name, child, args) -> str:
+    return f"{attr(name)}({', '.join(args)})"
+
+
+# ---- building -------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    graph: Graph
+    root: Scope
+    layers: dict  # node id -> Layer
+
+
+def plan(graph: Graph) -> Plan:
+    """Every node's Layer and the module tree; all problems raised together as a SpecError."""
+    consumers = graph.consumers()
+    layers, diags = {}, []
+    reserved = _reserved_names()
+    for nd in graph.layers:
+        try:
+            layers[nd.id] = layer_for(graph, nd, consumers)
+        except Unsupported as e:
+            diags.append(Diagnostic(BACKEND_CODE, f"{nd.name}: the torch backend cannot build "
+                                                  f"`{nd.op}`: {e}", nd.span, chain=nd.chain,
+                                    help="change the arguments, or use another backend"))
+        for part in nd.name.split("."):
+            if part in reserved:
+                diags.append(Diagnostic(BACKEND_CODE, f"the layer name '{part}' ({nd.name}) is an "
+                                                      f"attribute of torch.nn.Module", nd.span,
+                                        chain=nd.chain, help="rename the layer or group"))
+                break
+    if diags:
+        raise SpecError(diags, {graph.file: graph.source})
+    return Plan(graph, scopes(graph), layers)
+
+
+@functools.lru_cache(maxsize=1)
+def _reserved_names() -> frozenset:
+    try:
+        from torch import nn
+
+        from .torch_layers import SpecModule
+    except ImportError:
+        return frozenset({"forward", "training", "train", "eval", "to", "type", "float", "double",
+                          "half", "cuda", "cpu", "apply", "parameters", "buffers", "children",
+                          "modules", "state_dict"})
+    probe = SpecModule("probe", "def forward(self, x):\n    return x\n")
+    return frozenset(n for n in set(dir(probe)) | set(dir(nn.Sequential())) if not n[:1].isdigit())
+
+
+def build(p: Plan, scope: Scope | None = None):
+    from torch import nn
+
+    from .torch_layers import SpecModule
+    scope = scope or p.root
+    children = [(name, build(p, c) if isinstance(c, Scope) else p.layers[c.id].build())
+                for name, c in scope.children]
+    if scope.path and scope.chain:
+        return nn.Sequential(OrderedDict(children))
+    module = SpecModule(scope.kind, forward_source(scope, _module_call))
+    for name, m in children:
+        module.add_module(name, m)
+    return module
+
+
+def as_spec(spec, network_args: Mapping | None = None):
+    """A Spec from a Spec, a Graph, or a path to a .nn file."""
+    from ..spec import Spec, load, loads
+    args = dict(network_args or {})
+    if isinstance(spec, Graph):
+        spec = Spec(spec)
+    if isinstance(spec, Spec):
+        if args:
+            g = spec.graph
+            return loads(g.source, g.file, **{**g.args, **args})
+        return spec
+    if isinstance(spec, (str, os.PathLike)):
+        return load(spec, **args)
+    raise TypeError(f"expected a Spec or a path to a .nn file, got {type(spec).__name__}")
+
+
+def compile_torch(spec, **network_args):
+    """Build an nn.Module from a spec (a Spec, or a path to a .nn file).
+
+    Weights: with no `init` and no `seed` in the train section, each layer keeps PyTorch's
+    own default initialisation. Otherwise every parameter follows `nnspec.backends.init`'s
+    rules: with a `seed`, drawn with NumPy (the same numbers any backend gets); without,
+    drawn with torch's global generator (so torch.manual_seed applies). Layers matched by
+    the train section's `freeze` have requires_grad=False.
+    """
+    import torch
+
+    from ..config import is_frozen
+    from . import init as nninit
+
+    spec = as_spec(spec, network_args)
+    g = spec.graph
+    p = plan(g)
+    explicit = nninit.explicit(g.train)
+    with torch.device("meta") if explicit else contextlib.nullcontext():
+        model = build(p)  # on "meta" no memory is touched: the init below writes every value
+    if explicit:
+        model.to_empty(device="cpu")
+        _fill(model, g, g.train.seed)
+    freeze = g.train.freeze if g.train is not None else ()
+    if freeze:
+        for nd in g.layers:
+            if is_frozen(nd.name, freeze):
+                for prm in model.get_submodule(nd.name).parameters():
+                    prm.requires_grad_(False)
+    model.nnspec_graph = g
+    return model
+
+
+def _fill(model, g: Graph, seed: int | None) -> None:
+    """Every parameter by `nnspec.backends.init`'s rules, written straight into its memory:
+    drawn with NumPy from `seed` (the numbers every backend gets), or without a seed with
+    torch's global generator (the same distributions; as fast as torch's own init).
+    Running statistics reset (mean 0, variance 1)."""
+    import torch
+
+    from . import init as nninit
+    params = dict(model.named_parameters())
+    if seed is not None and all(p.dtype == torch.float32 for p in params.values()):
+        filled = set(nninit.initial_weights(g, seed, into={n: p.detach().numpy() for n, p in params.items()}))
+    elif seed is not None:  # another default dtype: draw in float32, then convert
+        arrays = nninit.initial_weights(g, seed)
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(torch.from_numpy(arrays[name]))
+        filled = set(arrays)
+    else:
+        filled = set()
+        with torch.no_grad():
+            for rule in nninit.rules(g):
+                p = params[rule.name]
+                if rule.kind == "normal":
+                    p.normal_(rule.b, rule.a)
+                elif rule.kind == "uniform":
+                    p.uniform_(-rule.a, rule.a)
+                else:
+                    p.fill_(rule.a)
+                filled.add(rule.name)
+    if filled != set(params):
+        raise AssertionError(f"init covers {sorted(filled ^ set(params))[:5]} differently")
+    for m in model.modules():
+        if hasattr(m, "reset_running_stats"):
+            m.reset_running_stats()
+    leftover = [n for n, m in model.named_modules() if m._buffers and not hasattr(m, "reset_running_stats")]
+    if leftover:
+        raise AssertionError(f"buffers of {leftover} were not initialised")
+
+
+def module_source(module) -> str:
+    """The generated forward of a compiled SpecModule (or a note for nn.Sequential)."""
+    code = getattr(module, "_nnspec_code", None)
+    return code if code is not None else f"# {type(module).__name__}: its children in order\n"

@@ -1,0 +1,108 @@
+"""The few layers PyTorch does not ship as modules; every other op maps to a torch.nn class.
+
+Each class is self-contained (it imports only torch), because `nnspec compile --emit torch`
+copies the source of the ones a network uses into the generated file.
+"""
+
+import torch
+from torch import nn
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over every spatial axis: (N, C, *spatial) -> (N, C)."""
+
+    def forward(self, x):
+        return x.mean(dim=tuple(range(2, x.dim())))
+
+
+class Maxout(nn.Module):
+    """max over `pieces` linear maps of the input (Goodfellow et al. 2013).
+
+    `weight` has shape (units * pieces, in_features): rows u*pieces .. u*pieces + pieces - 1
+    are the pieces of unit u. Initialised like nn.Linear.
+    """
+
+    def __init__(self, in_features, units, pieces=2):
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.weight = nn.Parameter(torch.empty(units * pieces, in_features))
+        self.bias = nn.Parameter(torch.empty(units * pieces))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        bound = self.weight.shape[1] ** -0.5
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        y = nn.functional.linear(x, self.weight, self.bias)
+        return y.unflatten(-1, (self.units, self.pieces)).amax(dim=-1)
+
+    def extra_repr(self):
+        return f"in_features={self.weight.shape[1]}, units={self.units}, pieces={self.pieces}"
+
+
+class Add(nn.Module):
+    """Element-wise sum of parallel paths (a residual connection)."""
+
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concat(nn.Module):
+    """Concatenation of parallel paths along the channel axis."""
+
+    def forward(self, *xs):
+        return torch.cat(xs, dim=1)
+
+
+# ---- not copied into generated files: the container that `nnspec.compile` builds ----------
+
+_FORWARDS: dict = {}
+
+
+def _compile_forward(code: str):
+    """The generated `forward` source -> a function (cached: equal blocks share one)."""
+    fn = _FORWARDS.get(code)
+    if fn is None:
+        import hashlib
+        import linecache
+        filename = f"<nnspec forward {hashlib.sha1(code.encode()).hexdigest()[:12]}>"
+        namespace: dict = {}
+        exec(compile(code, filename, "exec"), namespace)  # our own generated code, never user text
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        fn = _FORWARDS[code] = namespace["forward"]
+    return fn
+
+
+class SpecModule(nn.Module):
+    """A network, block instance or group compiled from a spec.
+
+    Its children are the spec's layers under their spec names; `forward` is Python source
+    generated once at build time (calls of the children in order, residual adds and
+    concatenations): `nnspec.backends.torch.forward_source(module)` shows it.
+    """
+
+    def __init__(self, kind: str, code: str):
+        super().__init__()
+        self._nnspec_kind = kind
+        self._nnspec_code = code
+        self._nnspec_forward = _compile_forward(code)
+
+    def forward(self, x):
+        return self._nnspec_forward(self, x)
+
+    def _get_name(self):
+        return self._nnspec_kind
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_nnspec_forward", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._nnspec_forward = _compile_forward(self._nnspec_code)
