@@ -155,11 +155,14 @@ class Expander:
             self.errors.add("NN017", f"a chain of {len(s.items):,} items would expand to more than "
                                      f"{MAX_NODES:,} layers", s.span, chain=ctx.chain)
             raise _TooBig
+        seen: dict[str, int] = {}
         for i, item in enumerate(s.items):
             label = s.label if i == 0 else None
             label_span = s.label_span if i == 0 else s.span
             if i > 0 and s.label and isinstance(item, ast.Call):
-                label = f"{s.label}_{item.name}"  # `fc6: linear(4096) relu` -> fc6, fc6_relu
+                # `fc6: linear(4096) relu` -> fc6, fc6_relu; a second relu on the line -> fc6_relu_2
+                seen[item.name] = seen.get(item.name, 0) + 1
+                label = f"{s.label}_{item.name}" + (f"_{seen[item.name]}" if seen[item.name] > 1 else "")
             try:
                 current = self._item(item, label, label_span, current, ctx)
             except _Abort:

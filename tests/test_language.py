@@ -437,3 +437,8 @@ def test_train_section_uses_network_parameters():
     "data npz", "elastic_net l1=0.1", "optimizer sgd, adam", "schedule step"])
 def test_bad_train_settings(body):
     assert set(error_codes("input 8\nlinear(2)\ntrain {\n" + body + "\n}\n")) == {"NN030"}
+
+
+def test_a_repeated_op_chained_after_a_label_gets_a_numbered_name():
+    g = nnspec.loads("input 8\nhead: linear(32) relu relu\n").graph
+    assert [n.name for n in g.layers] == ["head", "head_relu", "head_relu_2"]
