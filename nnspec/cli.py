@@ -68,8 +68,14 @@ def cmd_table(args) -> int:
         sys.stdout.write(report.to_text(an, args.depth))
     else:
         from rich.console import Console
+        table = report.to_rich(an, args.depth)
         console = Console()
-        console.print(report.to_rich(an, args.depth))
+        # As wide as the table needs: a narrow terminal (or a pipe, 80 columns to rich) must
+        # not cut numbers short; the terminal wraps the long lines instead.
+        need = max(map(len, report.to_text(an, args.depth).splitlines()[1:])) + 2 * len(report.COLUMNS)
+        if console.width < need:
+            console = Console(width=need)
+        console.print(table)
         for line in report.totals_lines(an):
             console.print(line, highlight=False)
     return 0

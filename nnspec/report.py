@@ -85,7 +85,7 @@ def to_json(an: Analysis) -> str:
 
 def human_bytes(b: int) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
-        if b < 1024 or unit == "TB":
+        if b < 999.95 or unit == "TB":  # 1000 KB reads as 1.0 MB, not "1000.0 KB"
             return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
         b /= 1024
     raise AssertionError
@@ -168,12 +168,14 @@ def to_text(an: Analysis, depth: int | None = None) -> str:
 
 def to_rich(an: Analysis, depth: int | None = None):
     """A rich Table renderable (rich is imported here only)."""
+    from rich import box
     from rich.table import Table
 
     table = Table(title=f"{an.graph.name} — input {shape_str(an.graph.input.shape)}, "
-                        f"batch {an.batch}, {an.dtype}", title_justify="left")
-    for i, c in enumerate(COLUMNS):
-        table.add_column(c, justify="right" if i >= 3 else "left", no_wrap=i < 3)
+                        f"batch {an.batch}, {an.dtype}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, c in enumerate(COLUMNS):  # never wrap or cut a cell: a number must be read whole
+        table.add_column(c, justify="right" if i >= 3 else "left", no_wrap=True)
     for r in rows(an, depth):
         table.add_row(*_cells(r, an), style="dim" if not r.params and not r.macs else None)
     return table
