@@ -131,6 +131,14 @@ class TrainConfig:
     classes: int | None = None
     spans: Mapping[str, Span] = field(default_factory=dict)  # entry key -> where it was written
 
+    def init_override(self, name: str) -> Choice | None:
+        """The scheme of the last `init "pattern" …` whose pattern matches the layer `name`."""
+        chosen = None
+        for pattern, choice in self.init_overrides:
+            if matches(pattern, name):
+                chosen = choice
+        return chosen
+
 
 _SCALARS = {  # key -> Arg kind of its single value
     "weight_decay": "float", "l1": "float", "l2": "float", "batch": "count", "epochs": "count",

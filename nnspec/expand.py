@@ -6,6 +6,7 @@ shapes are known while expanding). All independent errors are collected.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,7 @@ class _Scope:
 @dataclass(frozen=True)
 class _Ctx:
     env: dict
-    in_shape: tuple | None
+    in_shape: tuple | None  # what `in.*` reads; _UNKNOWN_SHAPE after an error upstream
     scope: _Scope
     chain: tuple[Frame, ...]
     stack: tuple[str, ...]  # blocks being expanded, for recursion
@@ -98,7 +99,7 @@ class Expander:
             raise SpecError(self.errors.diagnostics, {m.file: m.source})
         if not m.inputs:
             self.errors.add("NN019", "the spec has no `input` declaration",
-                            ast_first_span(m),
+                            Span(m.file, 1, 1, 1, 1),
                             help="declare the input shape, e.g. `input 3x224x224` or `input 784`")
             raise SpecError(self.errors.diagnostics, {m.file: m.source})
         decl = m.inputs[0]
@@ -117,7 +118,7 @@ class Expander:
             train = build_train_config(m.trains[0], env, self.errors)
         if self.errors:
             raise SpecError(self.errors.diagnostics, {m.file: m.source})
-        return Graph(name, {k: v for k, v in env.items()}, tuple(self.nodes), out, m.file,
+        return Graph(name, dict(env), tuple(self.nodes), out, m.file,
                      m.source, train, dict(self.blocks))
 
     def _network_args(self, header) -> dict:
@@ -155,14 +156,8 @@ class Expander:
             self.errors.add("NN017", f"a chain of {len(s.items):,} items would expand to more than "
                                      f"{MAX_NODES:,} layers", s.span, chain=ctx.chain)
             raise _TooBig
-        seen: dict[str, int] = {}
-        for i, item in enumerate(s.items):
-            label = s.label if i == 0 else None
+        for i, (item, label) in enumerate(zip(s.items, chain_labels(s))):
             label_span = s.label_span if i == 0 else s.span
-            if i > 0 and s.label and isinstance(item, ast.Call):
-                # `fc6: linear(4096) relu` -> fc6, fc6_relu; a second relu on the line -> fc6_relu_2
-                seen[item.name] = seen.get(item.name, 0) + 1
-                label = f"{s.label}_{item.name}" + (f"_{seen[item.name]}" if seen[item.name] > 1 else "")
             try:
                 current = self._item(item, label, label_span, current, ctx)
             except _Abort:
@@ -215,7 +210,7 @@ class Expander:
 
     def _op(self, call: ast.Call, label, label_span, current, ctx: _Ctx) -> int:
         opdef = OPS.get(call.name)
-        if opdef is None or opdef.category in ("input",):
+        if opdef is None or opdef.category == "input":
             cands = set(USER_OPS) | set(self.blocks)
             self.errors.add("NN010", f"unknown op or block '{call.name}'", call.name_span,
                             chain=ctx.chain, help=did_you_mean(call.name, cands) or
@@ -267,16 +262,16 @@ class Expander:
             self.errors.add("NN016", f"blocks are nested more than {MAX_BLOCK_DEPTH} deep", call.span,
                             chain=ctx.chain, help="flatten the hierarchy of blocks")
             raise _Abort
-        env = {k: v for k, v in ctx.env.items() if k in self.globals}
-        args = self._bind_block(b, call, ctx)
-        env.update(args)
+        genv = {k: v for k, v in ctx.env.items() if k in self.globals}  # blocks see network args only
+        args = self._bind_block(b, call, genv, ctx)
+        env = {**genv, **args}
         name = self._claim(ctx.scope.name(label, call.name, self.names), label_span or call.span, ctx)
         frame = Frame(name, b.name, b.span, call.span, tuple(args.items()))
-        in_shape = self.nodes[current].shape if current >= 0 else None
+        in_shape = self.nodes[current].shape if current >= 0 else _UNKNOWN_SHAPE
         inner = _Ctx(env, in_shape, _Scope(name), ctx.chain + (frame,), ctx.stack + (b.name,))
         return self._body(b.body, current, inner)
 
-    def _bind_block(self, b: ast.BlockDef, call: ast.Call, ctx: _Ctx) -> dict:
+    def _bind_block(self, b: ast.BlockDef, call: ast.Call, genv: dict, ctx: _Ctx) -> dict:
         names = [p.name for p in b.params]
         if len(call.args) > len(names):
             self.errors.add("NN012", f"block {b.name} takes {len(names)} argument"
@@ -294,7 +289,6 @@ class Expander:
                 raise _Abort
             given[k.name] = self.eval(k.value, ctx.env, ctx.in_shape)
         out = {}
-        genv = {k: v for k, v in ctx.env.items() if k in self.globals}
         for p in b.params:
             if p.name in given:
                 out[p.name] = given[p.name]
@@ -443,18 +437,44 @@ class Expander:
         if e.obj != "in":
             raise _ExprError("NN014", f"'{e.obj}.{e.attr}': only the incoming shape `in` has fields",
                              e.span, "use in.c, in.h, in.w, in.l, in.rank, in.features or in.shape")
+        if in_shape is _UNKNOWN_SHAPE:  # the block's input failed: that error is already collected
+            raise _Abort
         if in_shape is None:
-            raise _Abort_silent()
-        fields = {"shape": tuple(in_shape), "rank": len(in_shape), "c": in_shape[0],
-                  "features": math.prod(in_shape)}
-        if len(in_shape) == 3:
-            fields.update(h=in_shape[1], w=in_shape[2])
-        if len(in_shape) == 2:
-            fields.update(l=in_shape[1])
+            raise _ExprError("NN014", f"'in.{e.attr}' has no value here: `in` is the shape entering "
+                                      f"the layers", e.span,
+                             "write the number; `in` can be read in layer arguments and blocks")
+        fields = shape_fields(in_shape)
         if e.attr not in fields:
             raise _ExprError("NN014", f"the incoming shape {shape_str(in_shape)} has no field '{e.attr}'",
                              e.span, f"fields: {', '.join(sorted(fields))}")
         return fields[e.attr]
+
+
+def chain_labels(s: ast.Stmt) -> list[str | None]:
+    """The label of each item of a statement, None where its scope names it: `fc6: linear(4096)
+    relu relu` -> fc6, fc6_relu, fc6_relu_2. The torch emitter names modules by the same rule."""
+    labels, seen = [s.label], {}
+    for item in s.items[1:]:
+        if s.label and isinstance(item, ast.Call):
+            k = seen[item.name] = seen.get(item.name, 0) + 1
+            labels.append(f"{s.label}_{item.name}" + (f"_{k}" if k > 1 else ""))
+        else:
+            labels.append(None)
+    return labels
+
+
+def shape_fields(shape: tuple) -> dict:
+    """What `in.*` reads from a shape: c, rank, features, shape, and h, w (CxHxW) or l (CxL)."""
+    fields = {"shape": tuple(shape), "rank": len(shape), "c": shape[0], "features": math.prod(shape)}
+    if len(shape) == 3:
+        fields.update(h=shape[1], w=shape[2])
+    if len(shape) == 2:
+        fields.update(l=shape[1])
+    return fields
+
+
+# The shape entering a block instance whose input failed (`in.*` there stops silently).
+_UNKNOWN_SHAPE = object()
 
 
 class _TooBig(Exception):
@@ -465,10 +485,6 @@ class _ExprError(Exception):
     def __init__(self, code, message, span, help=None):
         super().__init__(message)
         self.code, self.message, self.span, self.help = code, message, span, help
-
-
-def _Abort_silent():
-    return _Abort()
 
 
 def _number(v) -> bool:
@@ -557,12 +573,7 @@ def _block_usage(b: ast.BlockDef) -> str:
 
 
 def _stem(file: str) -> str:
-    import os
     return os.path.splitext(os.path.basename(file))[0] or "network"
-
-
-def ast_first_span(m: ast.Module) -> Span:
-    return Span(m.file, 1, 1, 1, 1)
 
 
 def expand(module: ast.Module, overrides: dict | None = None) -> Graph:

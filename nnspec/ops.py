@@ -58,6 +58,12 @@ class Tensor:
     def numel(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def fans(self) -> tuple[int, int]:
+        """(fan_in, fan_out) of a weight of 2 or more axes, as torch.nn.init computes them."""
+        receptive = math.prod(self.shape[2:])
+        return self.shape[1] * receptive, self.shape[0] * receptive
+
 
 def n(x: int) -> str:
     """34944 -> '34,944'"""
@@ -281,6 +287,21 @@ def _check(op: str, a: Arg, v):
 
 # ---- sliding windows: conv and pooling ---------------------------------------------------------
 
+def window_axes(a: dict, rank: int) -> tuple:
+    """(kernel, stride, pad, dilation) of a conv or pool, one value per spatial axis, pad="same"
+    resolved. No checks beyond the axis count (`geometry` checks; the torch emitter passes
+    symbolic values through here)."""
+    k = _axes(a["kernel"], rank, "kernel")
+    s = _axes(a["stride"] if a.get("stride") is not None else a["kernel"], rank, "stride")
+    d = _axes(a.get("dilation", 1), rank, "dilation")
+    pad = a.get("pad", 0)
+    if isinstance(pad, str) and pad == "same":
+        p = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
+    else:
+        p = _axes(pad, rank, "pad")
+    return k, s, p, d
+
+
 _GEOMETRY: dict = {}
 
 
@@ -305,12 +326,8 @@ class _Windowed(Op):
 
     def _geometry(self, ins, a):
         shape = ins[0]
-        r = _spatial_rank(shape, self.name)
-        k = _axes(a["kernel"], r, "kernel")
-        s = _axes(a["stride"] if a.get("stride") is not None else a["kernel"], r, "stride")
-        d = _axes(a.get("dilation", 1), r, "dilation")
-        pad = a.get("pad", 0)
-        if pad == "same":
+        k, s, p, d = window_axes(a, _spatial_rank(shape, self.name))
+        if a.get("pad") == "same":
             if any(x != 1 for x in s):
                 raise ShapeError("NN013", "pad=\"same\" needs stride 1", help="give the padding as a number",
                                  arg="pad")
@@ -318,9 +335,6 @@ class _Windowed(Op):
                 raise ShapeError("NN013", "pad=\"same\" needs an odd kernel extent",
                                  help="pad an even kernel explicitly, e.g. pad=(1, 2) is not symmetric",
                                  arg="pad")
-            p = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
-        else:
-            p = _axes(pad, r, "pad")
         return shape[1:], k, s, p, d
 
     def spatial_out(self, ins, a) -> tuple[int, ...]:

@@ -340,10 +340,6 @@ def _unclosed(source: str):
 
 # ---- parse tree -> syntax tree -------------------------------------------------------------
 
-def _tok_span(file: str, tok: Token) -> Span:
-    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
-
-
 class _Seq(tuple):
     """A parenthesised or braced list, remembering where its brackets are (for spans)."""
     span: Span

@@ -229,6 +229,15 @@ def test_in_at_the_top_level_reads_the_network_input():
     assert load("input 3x8x8\nconv(in.c * 2, 1)\n").graph.layers[0].shape == (6, 8, 8)
 
 
+@pytest.mark.parametrize("text", [
+    "input in.c\nrelu\n",
+    "network n(c = in.c)\ninput 3\nlinear(c)\n",
+    "input 3\nlinear(2)\ntrain {\n  batch in.c\n}\n",
+])
+def test_in_outside_the_layers_is_an_error(text):
+    assert error_codes(text) == ["NN014"]
+
+
 # ---- add and concat ------------------------------------------------------------------------------
 
 def test_add_with_identity_and_an_empty_path():

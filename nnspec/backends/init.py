@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import Choice, matches
+from ..config import Choice
 from ..errors import Diagnostic, SpecError
 from ..ir import Graph
 
@@ -68,19 +68,15 @@ def rules(graph: Graph) -> list[Rule]:
     per-layer override cannot apply (xavier or he on a layer without fan-in)."""
     train = graph.train
     default = train.init if train is not None and train.init is not None else Choice("default", {}, None)
-    overrides = train.init_overrides if train is not None else ()
     out: list[Rule] = []
     diags = []
     for nd in graph.layers:
         params = [t for t in nd.opdef.tensors(graph.in_shapes(nd), nd.attrs) if t.role == "param"]
         if not params:
             continue
-        scheme = None
-        for pattern, choice in overrides:
-            if matches(pattern, nd.name):
-                scheme = choice
+        scheme = train.init_override(nd.name) if train is not None else None
         weight = next((t for t in params if t.name == "weight"), None)
-        fans = _fans(weight.shape) if weight is not None and len(weight.shape) >= 2 else None
+        fans = weight.fans if weight is not None and len(weight.shape) >= 2 else None
         if nd.op in _FAN_LAYERS:
             scheme = scheme or default
         elif scheme is not None and scheme.name not in _SCALE_ONLY:
@@ -130,11 +126,6 @@ def initial_weights(graph: Graph, seed: int, into: dict | None = None) -> dict[s
         with ThreadPoolExecutor(workers) as pool:
             return dict(pool.map(run, todo))
     return dict(map(run, todo))
-
-
-def _fans(shape) -> tuple[int, int]:
-    receptive = math.prod(shape[2:])
-    return shape[1] * receptive, shape[0] * receptive
 
 
 def _rule(op: str, t, scheme: Choice | None, fans, attrs) -> tuple[str, float, float]:

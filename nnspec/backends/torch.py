@@ -32,6 +32,7 @@ from typing import Callable, Mapping
 
 from ..errors import Diagnostic, SpecError
 from ..ir import Graph, Node
+from ..ops import window_axes
 from .pysource import one, py
 
 BACKEND_CODE = "NN040"  # a layer this backend cannot build
@@ -94,18 +95,10 @@ def _per_axis(v, r: int) -> tuple:
 
 
 def _window(shape, a):
-    """(rank, kernel, stride, padding, dilation) per spatial axis; pad="same" resolved as the
-    op registry resolves it (the registry has already checked that it applies)."""
+    """(rank, kernel, stride, padding, dilation) per spatial axis, as the op registry reads
+    them (the registry has already checked that they apply)."""
     r = len(shape) - 1
-    k = _per_axis(a["kernel"], r)
-    s = _per_axis(a["stride"] if a.get("stride") is not None else a["kernel"], r)
-    d = _per_axis(a.get("dilation", 1), r)
-    pad = a.get("pad", 0)
-    if isinstance(pad, str) and pad == "same":
-        p = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
-    else:
-        p = _per_axis(pad, r)
-    return r, k, s, p, d
+    return (r,) + window_axes(a, r)
 
 
 def _pool_padding_fits(op: str, k, p) -> None:

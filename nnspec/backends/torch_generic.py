@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from .. import ast, parser
+from ..expand import _binary, _ExprError, chain_labels, shape_fields
 from ..ir import Graph
 from ..ops import OPS, Op
 from .pysource import (PREC, ClassDef, Ctor, Loop, NotGeneric, OrderedDictArg, Sym, binop, camel,
@@ -58,13 +59,7 @@ class _In:
         distinct = set(self.shapes)
         if len(distinct) != 1:
             raise NotGeneric(f"in.{name} differs between instances")
-        shape = distinct.pop()
-        fields = {"shape": shape, "features": math.prod(shape)}
-        if len(shape) == 3:
-            fields.update(h=shape[1], w=shape[2])
-        if len(shape) == 2:
-            fields.update(l=shape[1])
-        return fields[name]
+        return shape_fields(distinct.pop())[name]
 
 
 class _Scope:
@@ -193,7 +188,6 @@ class Generic:
                 return Sym(f"{wrap(a, p)} {e.op} {wrap(b, p, True)}", p)
             b = self.ev(e.right, env, blk)
             if not (is_sym(a) or is_sym(b)):
-                from ..expand import _binary, _ExprError
                 try:
                     return _binary(e, a, b)
                 except _ExprError as err:
@@ -245,10 +239,7 @@ class Generic:
         return cur
 
     def stmt(self, s: ast.Stmt, sc, cur, target, env, blk) -> _Val:
-        for i, item in enumerate(s.items):
-            label = s.label if i == 0 else None
-            if i > 0 and s.label and isinstance(item, ast.Call):
-                label = f"{s.label}_{item.name}"
+        for item, label in zip(s.items, chain_labels(s)):
             cur = self.item(item, label, sc, cur, target, env, blk)
         return cur
 
@@ -525,10 +516,7 @@ class Generic:
 
     def seq_stmts(self, body, sc, cur, env, blk) -> _Val:
         for s in body:
-            for i, item in enumerate(s.items):
-                label = s.label if i == 0 else None
-                if i > 0 and s.label and isinstance(item, ast.Call):
-                    label = f"{s.label}_{item.name}"
+            for item, label in zip(s.items, chain_labels(s)):
                 cur = self.seq_item(item, label, sc, cur, env, blk)
         return cur
 
@@ -736,11 +724,7 @@ def _none(sc: _Scope, field: tuple) -> str:
 def _labels(body) -> set:
     out = set()
     for s in body:
-        if s.label:
-            out.add(s.label)
-            for item in s.items[1:]:
-                if isinstance(item, ast.Call):
-                    out.add(f"{s.label}_{item.name}")
+        out.update(label for label in chain_labels(s) if label)
         for item in s.items:
             for sub in ("body", "then", "orelse", "paths"):
                 inner = getattr(item, sub, None)

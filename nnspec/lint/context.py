@@ -9,7 +9,6 @@ as the trainer matches them (`nnspec.config.matches`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable, Mapping
@@ -186,23 +185,15 @@ class Context:
     def init_of(self, node: Node):
         """The init scheme that applies to a weighted layer: the last `init "pattern" …`
         that matches its name, else the default `init …`, else PyTorch's default."""
-        from ..config import Choice, matches
+        from ..config import Choice
         t = self.train
-        chosen = None
-        if t is not None:
-            for pattern, choice in t.init_overrides:
-                if matches(pattern, node.name):
-                    chosen = choice
-            if chosen is None:
-                chosen = t.init
+        chosen = (t.init_override(node.name) or t.init) if t is not None else None
         return chosen or Choice("default", {}, node.span)
 
 
 def fan(node: Node, graph: Graph) -> tuple[int, int]:
     """(fan_in, fan_out) of a weighted layer's weight, as torch.nn.init computes them."""
-    shape = node.opdef.tensors(graph.in_shapes(node), node.attrs)[0].shape
-    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
-    return shape[1] * receptive, shape[0] * receptive
+    return node.opdef.tensors(graph.in_shapes(node), node.attrs)[0].fans
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -206,8 +206,7 @@ def large_kernel(cx: Context):
     for nd in cx.layers("conv"):
         if nd.id == first:
             continue
-        k = nd.attrs["kernel"] if isinstance(nd.attrs["kernel"], tuple) else (nd.attrs["kernel"],)
-        s = nd.attrs["stride"] if isinstance(nd.attrs["stride"], tuple) else (nd.attrs["stride"],)
+        _, k, s, _, _ = nd.opdef.geometry(cx.graph.in_shapes(nd), nd.attrs)
         f = max(k)
         if f < 5 or any(x != 1 for x in s) or f % 2 == 0 or len(set(k)) > 1:
             continue
@@ -215,7 +214,7 @@ def large_kernel(cx: Context):
         dims = len(nd.shape) - 1
         n = (f - 1) // 2
         m = min(c_in, c_out)  # width of the intermediate 3x3 layers
-        one = f ** dims * c_in // g * c_out
+        one = cx.analysis.layers[nd.id].tensors[0].numel  # the conv's weight
         stacked = 3 ** dims * (c_in * m + (n - 2) * m * m + m * c_out) // g
         if stacked >= one:
             continue
