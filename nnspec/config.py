@@ -164,9 +164,13 @@ class _Bad(Exception):
     pass
 
 
-def build_train_config(train: ast.Train, env: dict, errors: Collector) -> TrainConfig | None:
-    """Validate every entry; collect all problems in `errors`."""
-    from .expand import Expander, _Abort
+class Unevaluable(Exception):
+    """An expression could not be evaluated; its diagnostic is already collected."""
+
+
+def build_train_config(train: ast.Train, evaluate, errors: Collector) -> TrainConfig | None:
+    """Validate every entry; collect all problems in `errors`. `evaluate(expr)` gives an
+    expression's value (bare words as `Sym`, calls as `CallValue`) or raises Unevaluable."""
 
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
@@ -176,14 +180,6 @@ def build_train_config(train: ast.Train, env: dict, errors: Collector) -> TrainC
             errors.add("NN030", msg, span, help=help)
             raise _Bad
 
-        def evaluate(x):
-            ex = Expander.__new__(Expander)
-            ex.errors = errors
-            try:
-                return ex.eval(x, env, None, symbols=True)
-            except _Abort:
-                raise _Bad
-
         try:
             key = e.key
             if key not in KEYS:
@@ -192,8 +188,11 @@ def build_train_config(train: ast.Train, env: dict, errors: Collector) -> TrainC
             if key in spans and key not in ("init",):
                 fail(f"'{key}' is set twice", e.key_span)
             spans.setdefault(key, e.span)
-            args = [evaluate(a) for a in e.args]
-            kwargs = [(k.name, evaluate(k.value), k.span) for k in e.kwargs]
+            try:
+                args = [evaluate(a) for a in e.args]
+                kwargs = [(k.name, evaluate(k.value), k.span) for k in e.kwargs]
+            except Unevaluable:
+                raise _Bad from None
             if key in _SCALARS:
                 if len(args) != 1 or kwargs:
                     fail(f"'{key}' takes one value", e.span)

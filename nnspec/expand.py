@@ -114,8 +114,14 @@ class Expander:
                             help="add layers after the `input` line, one per line")
         train = None
         if m.trains:
-            from .config import build_train_config
-            train = build_train_config(m.trains[0], env, self.errors)
+            from .config import Unevaluable, build_train_config
+
+            def evaluate(x):
+                try:
+                    return self.eval(x, env, None, symbols=True)
+                except _Abort:
+                    raise Unevaluable from None
+            train = build_train_config(m.trains[0], evaluate, self.errors)
         if self.errors:
             raise SpecError(self.errors.diagnostics, {m.file: m.source})
         return Graph(name, dict(env), tuple(self.nodes), out, m.file,
