@@ -1,0 +1,81 @@
+"""Random specs, PyTorch as the oracle: whatever the analyzer accepts, the compiled model runs,
+every node's output shape equals the analyzer's, and parameter and buffer counts agree.
+Edge cases of the window arithmetic (dilation, padding, ceil_mode, odd sizes, grouped convs,
+1-D inputs) are where a static rule and the framework most easily drift apart."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+import nnspec  # noqa: E402
+
+
+@st.composite
+def spatial_layer(draw, channels):
+    kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "batchnorm", "act", "lrn"]))
+    k = draw(st.integers(1, 4))
+    s = draw(st.integers(1, 3))
+    if kind == "conv":
+        g = draw(st.sampled_from([d for d in (1, 2, 4) if channels % d == 0]))
+        out = g * draw(st.integers(1, 4))
+        d = draw(st.integers(1, 2))
+        p = draw(st.integers(0, 2))
+        bias = draw(st.booleans())
+        return (f"conv({out}, {k}, stride={s}, pad={p}, dilation={d}, groups={g}, "
+                f"bias={'true' if bias else 'false'})"), out
+    if kind in ("maxpool", "avgpool"):
+        p = draw(st.integers(0, k // 2))
+        ceil = draw(st.booleans())
+        extra = f", dilation={draw(st.integers(1, 2))}" if kind == "maxpool" and p == 0 else ""
+        return f"{kind}({k}, stride={s}, pad={p}, ceil_mode={'true' if ceil else 'false'}{extra})", channels
+    if kind == "batchnorm":
+        return "batchnorm", channels
+    if kind == "lrn":
+        return f"lrn({draw(st.integers(1, 5))})", channels
+    act = draw(st.sampled_from(["relu", "leaky_relu(0.1)", "elu", "gelu", "tanh", "sigmoid",
+                                "prelu(per_channel=true)", "identity", "dropout(0.3)"]))
+    return act, channels
+
+
+@st.composite
+def random_spec(draw):
+    rank = draw(st.sampled_from([2, 3]))  # CxL sequences or CxHxW images
+    c = draw(st.sampled_from([1, 2, 4]))
+    size = draw(st.integers(5, 20))
+    lines = [f"input {c}x" + "x".join([str(size)] * (rank - 1))]
+    for _ in range(draw(st.integers(1, 5))):
+        text, c = draw(spatial_layer(c))
+        lines.append(text)
+    if draw(st.booleans()):
+        lines.append(draw(st.sampled_from(["flatten", "global_avgpool"])))
+        for _ in range(draw(st.integers(0, 2))):
+            lines.append(draw(st.sampled_from(
+                ["linear(7)", "linear(3, bias=false)", "maxout(3, pieces=2)", "relu", "batchnorm",
+                 "softmax", "log_softmax", "dropout"])))
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_spec())
+def test_compiled_model_agrees_with_the_analyzer_on_random_specs(text):
+    try:
+        spec = nnspec.loads(text)
+    except nnspec.SpecError:
+        return  # rejected statically (a window that does not fit): nothing to compile
+    totals = spec.analyze().totals
+    model = nnspec.compile(spec).eval()
+    assert sum(p.numel() for p in model.parameters()) == totals.params, text
+    assert sum(b.numel() for n, b in model.named_buffers()
+               if not n.endswith("num_batches_tracked")) == totals.buffers, text
+    seen = {}
+    modules = dict(model.named_modules())
+    for nd in spec.graph.layers:
+        modules[nd.name].register_forward_hook(
+            lambda m, i, out, name=nd.name: seen.__setitem__(name, tuple(out.shape)))
+    with torch.no_grad():
+        model(torch.randn(2, *spec.graph.input.shape))
+    wrong = {nd.name: (seen.get(nd.name), (2,) + nd.shape) for nd in spec.graph.layers
+             if seen.get(nd.name) != (2,) + nd.shape}
+    assert not wrong, text
