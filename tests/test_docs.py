@@ -70,7 +70,7 @@ def test_language_doc_has_examples_for_every_construct():
     for construct in ("network ", "input ", "block ", "repeat ", " as i", "if ", "else", "add {",
                       "concat {", "identity", "in.c", "in.h", "-> ", "train {", "# ", "\\\n"):
         assert construct in bodies, construct
-    used = set(re.findall(r"\b([a-z_]+)\b(?=\(|\s|$)", bodies))
+    used = set(re.findall(r"\b([a-z_][a-z0-9_]*)\b(?=\(|\s|$)", bodies))
     missing = [op for op in USER_OPS if op not in used]
     assert not missing, f"ops without an example in docs/language.md: {missing}"
 

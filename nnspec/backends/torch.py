@@ -32,7 +32,8 @@ from typing import Callable, Mapping
 
 from ..errors import Diagnostic, SpecError
 from ..ir import Graph, Node
-from ..ops import window_axes
+from ..ops import ACTIVATIONS, OPS, window_axes
+from ..plan import may_run_in_place
 from .pysource import one, py
 
 BACKEND_CODE = "NN040"  # a layer this backend cannot build
@@ -156,6 +157,9 @@ def _no_module(ins, a):
 
 Factory = Callable[[tuple, Mapping], "Layer | None"]
 
+# Activations with more than a formula (a learned slope): never the generic module.
+_NOT_ROWS = frozenset({"prelu"})
+
 TORCH: dict[str, Factory] = {
     # the network input is the argument of forward: no module
     "input": _no_module,
@@ -177,6 +181,14 @@ TORCH: dict[str, Factory] = {
     "batchnorm": _batchnorm,
     "dropout": lambda ins, a: Layer("nn.Dropout", (a["p"],)),
     "relu": lambda ins, a: Layer("nn.ReLU", (), {}, {"inplace": False}),
+    "relu6": lambda ins, a: Layer("nn.ReLU6", (), {}, {"inplace": False}),
+    "hardtanh": lambda ins, a: Layer("nn.Hardtanh", (a["min"], a["max"]), {}, {"inplace": False}),
+    "hardsigmoid": _simple("nn.Hardsigmoid"),
+    "hardswish": _simple("nn.Hardswish"),
+    "silu": _simple("nn.SiLU"),
+    "mish": _simple("nn.Mish"),
+    "softplus": lambda ins, a: Layer("nn.Softplus", (), {"threshold": a["threshold"]},
+                                     {"threshold": 20.0}),
     "leaky_relu": lambda ins, a: Layer("nn.LeakyReLU", (a["a"],)),
     "rrelu": lambda ins, a: Layer("nn.RReLU", (a["lower"], a["upper"])),
     "elu": lambda ins, a: Layer("nn.ELU", (), {"alpha": a["a"]}, {"alpha": 1.0}),
@@ -198,24 +210,36 @@ TORCH: dict[str, Factory] = {
 # module. An op added to the registry must be added to TORCH or here (tests check).
 UNSUPPORTED: dict[str, str] = {}
 
-# A ReLU may overwrite its input (as torchvision's do) when the producer's backward does not
-# need its own output and nothing else reads it.
-_INPLACE_AFTER = frozenset({"conv", "linear", "batchnorm", "add", "concat", "maxpool", "avgpool",
-                            "adaptive_avgpool"})
+# Producers a ReLU-like module may overwrite (as torchvision's ReLUs do): their backward does
+# not need their output. Derived from the registry for the emitter; `nnspec.plan` decides.
+_INPLACE_AFTER = frozenset(name for name, op in OPS.items()
+                           if op.stores == "new" and "output" not in op.keeps and name != "input")
+
+
+def _elementwise(ins, a, op: str):
+    """An activation without a native module: the registry row's formula, run by torch."""
+    return Layer("Elementwise", (op,), {k: a[k] for k in sorted(a)})
+
+
+def factory_for(op: str) -> "Factory | None":
+    """The op's factory: the table's, else the generic one for an activation row."""
+    factory = TORCH.get(op)
+    if factory is None and op in ACTIVATIONS and op not in _NOT_ROWS:
+        return functools.partial(_elementwise, op=op)
+    return factory
 
 
 def layer_for(graph: Graph, node: Node, consumers: Mapping[int, list] | None = None) -> Layer | None:
     """The Layer of one node; raises Unsupported."""
     if node.op in UNSUPPORTED:
         raise Unsupported(UNSUPPORTED[node.op])
-    factory = TORCH.get(node.op)
+    factory = factory_for(node.op)
     if factory is None:
         raise Unsupported("the op is missing from the torch backend's table")
     layer = factory(graph.in_shapes(node), node.attrs)
-    if node.op == "relu" and consumers is not None:
-        producer = graph.nodes[node.inputs[0]]
-        if producer.op in _INPLACE_AFTER and consumers[producer.id] == [node.id]:
-            layer = replace(layer, kwargs={**layer.kwargs, "inplace": True})
+    if (layer is not None and "inplace" in layer.defaults and consumers is not None
+            and may_run_in_place(graph, node, consumers)):
+        layer = replace(layer, kwargs={**layer.kwargs, "inplace": True})
     return layer
 
 

@@ -42,6 +42,23 @@ class Maxout(nn.Module):
         return f"in_features={self.weight.shape[1]}, units={self.units}, pieces={self.pieces}"
 
 
+class Elementwise(nn.Module):
+    """An activation from nnspec's registry table, computed by its formula over torch
+    (autograd differentiates it). Not copied into generated files: it reads the registry."""
+
+    def __init__(self, op: str, **attrs):
+        super().__init__()
+        from nnspec.ops import ACTIVATIONS, torch_xp
+        self.op, self.attrs = op, attrs
+        self._f, self._xp = ACTIVATIONS[op].f, torch_xp()
+
+    def forward(self, x):
+        return self._f(x, self.attrs, self._xp)
+
+    def extra_repr(self):
+        return ", ".join([self.op] + [f"{k}={v}" for k, v in self.attrs.items()])
+
+
 class Add(nn.Module):
     """Element-wise sum of parallel paths (a residual connection)."""
 
