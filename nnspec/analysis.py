@@ -40,7 +40,8 @@ class Totals:
     buffers: int
     macs: int
     activations: int       # forward activation elements per sample (input included)
-    kept: int              # elements per sample kept for backward (every non-view output)
+    kept: int              # values per sample the backward pass keeps (registry's `keeps`)
+    kept_extra_bytes: int  # per sample: dropout masks (1 byte) and max-pool indices (8 bytes)
     param_bytes: int
     forward_bytes: int     # activations x batch x dtype
     train_bytes: int       # params + grads + optimizer state + kept activations x batch
@@ -104,11 +105,45 @@ def receptive_field_pass(g: Graph, facts: dict) -> tuple:
     return tuple(out)
 
 
+def kept_pass(g: Graph, facts: dict) -> tuple:
+    """Per node: (values of its output the backward pass keeps, extra bytes for masks and
+    indices), from each op's `keeps` (nnspec/ops): a value is kept once, however many layers
+    need it, when its producer keeps its output or a reader keeps its input. A view (flatten,
+    identity) shares its source's storage, so keeping it keeps the source. Layers before the
+    first trainable parameter record nothing (no gradient flows there)."""
+    nodes = g.nodes
+    freeze = g.train.freeze if g.train is not None else ()
+    grads = [False] * len(nodes)  # the node's output takes part in a gradient
+    for nd, ts in zip(nodes, facts["tensors"]):
+        grads[nd.id] = any(grads[i] for i in nd.inputs) or (
+            any(t.role == "param" for t in ts) and not (freeze and is_frozen(nd.name, freeze)))
+    storage = [0] * len(nodes)
+    for nd in nodes:
+        storage[nd.id] = storage[nd.inputs[0]] if nd.inputs and nd.opdef.stores == "view" else nd.id
+    needed = [False] * len(nodes)
+    extra = [0] * len(nodes)
+    for nd in nodes[1:]:
+        if not grads[nd.id]:
+            continue
+        keeps = nd.opdef.keeps_for(nd.attrs)
+        if "input" in keeps:
+            for i in nd.inputs:
+                needed[storage[i]] = True
+        if "output" in keeps:
+            needed[storage[nd.id]] = True
+        if "mask" in keeps:
+            extra[nd.id] += math.prod(nd.shape)
+        if "indices" in keeps:
+            extra[nd.id] += 8 * math.prod(nd.shape)  # int64, as PyTorch stores them
+    return tuple((math.prod(nd.shape) if needed[nd.id] else 0, extra[nd.id]) for nd in nodes)
+
+
 PASSES: tuple[tuple[str, Callable], ...] = (
     ("inputs", inputs_pass),
     ("tensors", tensors_pass),
     ("macs", macs_pass),
     ("rf", receptive_field_pass),
+    ("kept", kept_pass),
 )
 
 
@@ -132,22 +167,22 @@ def analyze(g: Graph, batch: int = 1, dtype: str = "float32") -> Analysis:
                 buffers += prod(t.shape)
         trainable = 0 if freeze and is_frozen(nd.name, freeze) else params
         layers.append(LayerStats(nd, ts, params, trainable, buffers, macs, prod(nd.shape), rf, jump))
-    return Analysis(g, batch, dtype, tuple(layers), _totals(g, layers, batch, dtype))
+    return Analysis(g, batch, dtype, tuple(layers), _totals(g, layers, facts, batch, dtype))
 
 
-def _totals(g: Graph, layers: list[LayerStats], batch: int, dtype: str) -> Totals:
+def _totals(g: Graph, layers: list[LayerStats], facts: dict, batch: int, dtype: str) -> Totals:
     size = DTYPE_BYTES[dtype]
     params = sum(s.params for s in layers)
     trainable = sum(s.trainable for s in layers)
     buffers = sum(s.buffers for s in layers)
     forward = sum(s.activations for s in layers
                   if s.node.op == "input" or s.node.opdef.stores == "new")
-    kept = sum(s.activations for s in layers
-               if s.node.op == "input" or s.node.opdef.stores != "view")
+    kept = sum(k for k, _ in facts["kept"])
+    extra = sum(e for _, e in facts["kept"])
     opt = g.train.optimizer if g.train is not None and g.train.optimizer is not None else None
     opt_name = opt.name if opt else "sgd"
     slots = optimizer_slots(opt_name, opt.options if opt else {})
     param_bytes = (params + buffers) * size
-    train_bytes = param_bytes + trainable * size * (1 + slots) + kept * batch * size
-    return Totals(params, trainable, buffers, sum(s.macs for s in layers), forward, kept,
+    train_bytes = param_bytes + trainable * size * (1 + slots) + (kept * size + extra) * batch
+    return Totals(params, trainable, buffers, sum(s.macs for s in layers), forward, kept, extra,
                   param_bytes, forward * batch * size, train_bytes, opt_name, slots)

@@ -189,8 +189,12 @@ PARAMS = 224 + 18_010
 # forward activations: input 3*32*32 + conv 8*30*30 + pool 8*15*15 + fc 10 (relu in place,
 # flatten a view) = 3,072 + 7,200 + 1,800 + 10
 FORWARD = 3_072 + 7_200 + 1_800 + 10
-# kept for backward: every output that is not a view (the ReLU's output too)
-KEPT = FORWARD + 7_200
+# kept for backward (each op's `keeps` in the registry): the conv's input, the ReLU's output
+# (which max pooling reads too: kept once), the pool's output (linear reads it through the
+# flatten view); the conv's own output is not needed (the in-place ReLU overwrites it), nor fc's
+KEPT = 3_072 + 7_200 + 1_800
+# max pooling also keeps the argmax of each output as an int64: 8 bytes x 8*15*15
+INDEX_BYTES = 8 * 1_800
 
 
 def with_train(train: str) -> nnspec.Spec:
@@ -200,7 +204,7 @@ def with_train(train: str) -> nnspec.Spec:
 def test_totals_of_a_small_network():
     t = nnspec.loads(NET).analyze().totals
     assert (t.params, t.trainable, t.buffers) == (PARAMS, PARAMS, 0)
-    assert t.activations == FORWARD and t.kept == KEPT
+    assert t.activations == FORWARD and t.kept == KEPT and t.kept_extra_bytes == INDEX_BYTES
 
 
 @pytest.mark.parametrize("dtype", sorted(DTYPE_BYTES))
@@ -211,14 +215,15 @@ def test_bytes_follow_dtype_and_batch(dtype, batch):
     assert t.param_bytes == PARAMS * size
     assert t.forward_bytes == FORWARD * batch * size
     # plain SGD keeps no state: params + grads + kept activations
-    assert t.train_bytes == PARAMS * size + PARAMS * size + KEPT * batch * size
+    assert t.train_bytes == PARAMS * size + PARAMS * size + (KEPT * size + INDEX_BYTES) * batch
 
 
-def test_float16_halves_every_byte_count():
+def test_float16_halves_every_byte_count_but_the_int64_indices():
     a = nnspec.loads(NET).analyze(batch=8, dtype="float32").totals
     b = nnspec.loads(NET).analyze(batch=8, dtype="float16").totals
-    assert (b.param_bytes * 2, b.forward_bytes * 2, b.train_bytes * 2) == \
-           (a.param_bytes, a.forward_bytes, a.train_bytes)
+    indices = INDEX_BYTES * 8
+    assert (b.param_bytes * 2, b.forward_bytes * 2, (b.train_bytes - indices) * 2) == \
+           (a.param_bytes, a.forward_bytes, a.train_bytes - indices)
 
 
 @pytest.mark.parametrize("optimizer, slots", [
@@ -229,7 +234,7 @@ def test_training_memory_counts_optimizer_state(optimizer, slots):
     t = with_train(f"optimizer {optimizer}\nbatch 16").analyze().totals
     assert t.optimizer_slots == slots
     # params + grads + optimizer slots per trainable parameter + activations kept x batch, fp32
-    assert t.train_bytes == 4 * (PARAMS + PARAMS * (1 + slots) + KEPT * 16)
+    assert t.train_bytes == 4 * (PARAMS + PARAMS * (1 + slots) + KEPT * 16) + INDEX_BYTES * 16
 
 
 def test_adam_needs_more_training_memory_than_sgd_by_two_slots():
@@ -253,7 +258,7 @@ def test_freeze_reduces_trainable(pattern):
     assert t.params == PARAMS and t.trainable == 224
     assert an.layer("fc").trainable == 0 and an.layer("fc").params == 18_010
     # frozen parameters need neither gradients nor optimizer state
-    assert t.train_bytes == 4 * (PARAMS + 224 * 3 + KEPT)
+    assert t.train_bytes == 4 * (PARAMS + 224 * 3 + KEPT) + INDEX_BYTES
 
 
 def test_freeze_a_named_group():

@@ -41,8 +41,9 @@ import numpy as np
 from ..config import Choice
 from ..errors import Diagnostic, SpecError
 from ..ir import Graph
+from ..ops import OpsWith
 
-_FAN_LAYERS = ("conv", "linear", "maxout")
+_FAN_LAYERS = OpsWith("weighted")  # layers whose weight is drawn by fan
 _SCALE_ONLY = ("zeros", "constant", "normal", "uniform", "default")
 
 

@@ -229,6 +229,11 @@ def factory_for(op: str) -> "Factory | None":
     return factory
 
 
+def implemented(op: str) -> bool:
+    """Whether this backend can build an op (its arguments may still be refused)."""
+    return op not in UNSUPPORTED and factory_for(op) is not None
+
+
 def layer_for(graph: Graph, node: Node, consumers: Mapping[int, list] | None = None) -> Layer | None:
     """The Layer of one node; raises Unsupported."""
     if node.op in UNSUPPORTED:

@@ -15,13 +15,13 @@ from typing import Iterable, Mapping
 
 from ..errors import Frame, Span
 from ..ir import Graph, Node
+from ..ops import OpsWith
 
-# Ops whose output is a linear function of their input at inference (no non-linearity).
-LINEAR_PASS = frozenset({"flatten", "identity", "dropout", "batchnorm", "avgpool",
-                         "adaptive_avgpool", "global_avgpool"})
-SATURATING = frozenset({"sigmoid", "tanh"})
-RELU_LIKE = frozenset({"relu", "leaky_relu", "rrelu", "prelu", "elu", "gelu"})
-PROBABILITY = frozenset({"softmax", "log_softmax"})
+# Op sets derived from the registry's traits (never kept by hand here).
+LINEAR_PASS = OpsWith("linear_eval")      # linear in their input at inference
+SATURATING = OpsWith("saturating")
+RELU_LIKE = OpsWith("relu_like")
+PROBABILITY = OpsWith("probabilities", "log_probabilities")
 
 # What each loss expects from the network's output.
 LOSS_INPUT = {
@@ -103,8 +103,8 @@ class Context:
 
     @cached_property
     def weighted(self) -> list[Node]:
-        """Layers with a weight matrix or kernel (conv, linear, maxout)."""
-        return [nd for nd in self.nodes[1:] if nd.opdef.category in ("conv", "linear")]
+        """Layers with a weight matrix or kernel (conv, linear, maxout, …)."""
+        return [nd for nd in self.nodes[1:] if "weighted" in nd.opdef.traits]
 
     def back(self, node: Node, through=LINEAR_PASS) -> Node:
         """The first node upstream of `node`'s input that is not one of `through`
@@ -136,7 +136,7 @@ class Context:
         """Ids of nodes with a weighted layer somewhere after them (the hidden layers)."""
         later: set[int] = set()
         for nd in reversed(self.nodes):  # topological order, walked backwards
-            if any(u in later or self.nodes[u].opdef.category in ("conv", "linear")
+            if any(u in later or "weighted" in self.nodes[u].opdef.traits
                    for u in self.consumers[nd.id]):
                 later.add(nd.id)
         return later

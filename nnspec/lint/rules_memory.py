@@ -87,7 +87,7 @@ def training_memory(cx: Context):
     if t.train_bytes <= budget:
         return
     size = DTYPE_BYTES[an.dtype]
-    per_sample = t.kept * size
+    per_sample = t.kept * size + t.kept_extra_bytes
     fits = (budget - fixed) // per_sample if per_sample else 0
     yield cx.hit(_where(cx),
                  f"training needs about {human_bytes(t.train_bytes)} at batch {an.batch}, above "

@@ -22,75 +22,42 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
+
+from ..ops import ACTIVATIONS, NUMPY
+
 # A fixed quadrature for E[g(z)], z ~ N(0, 1): the trapezoid rule on [-8, 8] is accurate to
-# about 1e-6 for the smooth functions used here and costs 161 evaluations.
-_Z = [i / 10 for i in range(-80, 81)]
-_W0 = [math.exp(-z * z / 2) for z in _Z]
-_W = [w / sum(_W0) for w in _W0]
+# about 1e-6 for the smooth functions used here and costs 161 evaluations (one array).
+_Z = np.arange(-80, 81) / 10
+_W = np.exp(-_Z * _Z / 2)
+_W /= _W.sum()
 
 
 def relu_gain() -> float:
     return 0.5
 
 
-def _leak(op: str, a: dict) -> float | None:
-    if op == "relu":
-        return 0.0
-    if op == "leaky_relu":
-        return a.get("a", 0.01)
-    if op == "rrelu":
-        return (a.get("lower", 1 / 8) + a.get("upper", 1 / 3)) / 2
-    if op == "prelu":
-        return a.get("init", 0.25)
-    return None
-
-
-def _f(op: str, a: dict):
-    if op == "sigmoid":
-        return lambda z: 1 / (1 + math.exp(-z)) if z > -700 else 0.0
-    if op == "tanh":
-        return math.tanh
-    if op == "elu":
-        alpha = a.get("a", 1.0)
-        return lambda z: z if z > 0 else alpha * math.expm1(z)
-    if op == "gelu":
-        return lambda z: z * 0.5 * (1 + math.erf(z / math.sqrt(2)))
-    raise KeyError(op)
-
-
-def _slope(op: str, a: dict):
-    if op == "sigmoid":
-        def d(z):
-            s = 1 / (1 + math.exp(-z)) if z > -700 else 0.0
-            return s * (1 - s)
-        return d
-    if op == "tanh":
-        return lambda z: 1 - math.tanh(z) ** 2
-    if op == "elu":
-        alpha = a.get("a", 1.0)
-        return lambda z: 1.0 if z > 0 else alpha * math.exp(z)
-    if op == "gelu":
-        return lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2))) + z * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-    raise KeyError(op)
-
-
 def expect(op: str, attrs: dict, var: float, what: str = "square") -> float:
-    """E[f(z)²] ("square") or E[f'(z)] ("slope") for z ~ N(0, var)."""
+    """E[f(z)²] ("square") or E[f'(z)] ("slope") for z ~ N(0, var), f the activation table's
+    row for `op` (`nnspec.ops.ACTIVATIONS`): its f, and its f′ evaluated from the value its
+    backward keeps."""
     key = tuple(sorted((k, v) for k, v in attrs.items() if isinstance(v, (int, float))))
     return _expect(op, key, float(f"{var:.6g}"), what)
 
 
 @lru_cache(maxsize=4096)
 def _expect(op: str, key: tuple, var: float, what: str) -> float:
-    a = dict(key)
-    leak = _leak(op, a)
-    if leak is not None:  # piecewise linear: closed form
+    row = ACTIVATIONS[op]
+    a = {**{arg.name: arg.default for arg in row.args}, **dict(key)}
+    if row.leak is not None:  # piecewise linear through 0: closed form
+        leak = row.leak(a)
         return var * (1 + leak * leak) / 2 if what == "square" else (1 + leak) / 2
-    s = math.sqrt(max(var, 0.0))
-    g = _f(op, a) if what == "square" else _slope(op, a)
-    if what == "square":
-        return sum(w * g(s * z) ** 2 for z, w in zip(_Z, _W))
-    return sum(w * g(s * z) for z, w in zip(_Z, _W))
+    z = math.sqrt(max(var, 0.0)) * _Z
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        y = row.f(z, a, NUMPY)
+        if what == "square":
+            return float(np.sum(_W * y * y))
+        return float(np.sum(_W * row.df(y if row.keeps == "output" else z, a, NUMPY)))
 
 
 # ---- weights --------------------------------------------------------------------------------
@@ -124,14 +91,14 @@ def second_moments(cx) -> list[float | None]:
             q.append(None)
             continue
         x = ins[0]
-        cat = nd.opdef.category
-        if cat in ("conv", "linear"):
+        op = nd.opdef
+        if "weighted" in op.traits:
             fi, fo = fan(nd, g)
             wv = weight_variance(cx.init_of(nd), fi, fo)
             q.append(None if wv is None else fi * wv * x)
-        elif nd.op == "batchnorm":
+        elif "normalizes" in op.traits:
             q.append(1.0)
-        elif nd.op == "dropout":
+        elif "train_only" in op.traits and "p" in nd.attrs:  # inverted dropout's 1/(1 − p)
             p = nd.attrs["p"]
             q.append(x / (1 - p) if p < 1 else None)
         elif nd.op == "add":
@@ -139,9 +106,11 @@ def second_moments(cx) -> list[float | None]:
         elif nd.op == "concat":
             chans = [g.nodes[i].shape[0] for i in nd.inputs]
             q.append(sum(c * v for c, v in zip(chans, ins)) / sum(chans))
-        elif cat == "activation" and nd.op not in ("softmax", "log_softmax"):
+        elif "merge" in op.traits:  # another merge: no estimate
+            q.append(None)
+        elif nd.op in ACTIVATIONS:
             q.append(expect(nd.op, dict(nd.attrs), x, "square"))
-        elif nd.op in ("softmax", "log_softmax"):
+        elif op.category == "activation":  # softmax and the like: not a scale
             q.append(None)
         else:  # pooling, lrn, flatten, identity
             q.append(x)

@@ -12,14 +12,14 @@ the docs) reads it from here.
 (96, 55, 55)
 """
 
-from .base import (KEEPS, OPS, REQUIRED, TRAITS, Arg, ArgError, Example, Op, Shape, ShapeError,
-                   Tensor, _check, _lit, n, register, shape_str, with_trait)
+from .base import (KEEPS, OPS, REQUIRED, TRAITS, Arg, ArgError, Example, Op, OpsWith, Shape,
+                   ShapeError, Tensor, _check, _lit, n, register, shape_str, with_trait)
 from .windows import _window_out, window_axes
 from . import layers as _layers  # noqa: F401  (registers)
 from .activations import ACTIVATIONS, NUMPY, Activation, torch_xp
 
 __all__ = ["ACTIVATIONS", "KEEPS", "NUMPY", "OPS", "REQUIRED", "TRAITS", "Activation", "Arg",
-           "ArgError", "Example", "Op", "Shape", "ShapeError", "Tensor", "n", "register",
+           "ArgError", "Example", "Op", "OpsWith", "Shape", "ShapeError", "Tensor", "n", "register",
            "shape_str", "torch_xp", "user_ops", "window_axes", "with_trait"]
 
 

@@ -126,6 +126,7 @@ def _between(x, lo, hi, xp):
     return xp.as_float((x > lo) & (x < hi), x)
 
 
+_SIXTH = float(np.float32(1 / 6))
 _RECT = frozenset({"elementwise", "relu_like"})
 _SAT = frozenset({"elementwise", "saturating"})
 
@@ -164,7 +165,7 @@ ROWS: tuple[Activation, ...] = (
                lambda x, a, xp: _between(x, 0, 6, xp), "input", _RECT),
     Activation("hardswish", "x·relu6(x + 3)/6 (MobileNetV3)",
                lambda x, a, xp: x * xp.clip(x / 6 + 0.5, 0, 1),
-               lambda x, a, xp: xp.where(x < -3, 0 * x, xp.where(x <= 3, x / 3 + 0.5, 1 + 0 * x)),
+               lambda x, a, xp: xp.where(x <= -3, 0 * x, xp.where(x < 3, x / 3 + 0.5, 1 + 0 * x)),
                "input", _RECT),
     Activation("sigmoid", "1 / (1 + e^−x)",
                lambda x, a, xp: _sigmoid(x, xp),
@@ -174,7 +175,8 @@ ROWS: tuple[Activation, ...] = (
                lambda y, a, xp: 1 - y * y, "output", _SAT),
     Activation("hardsigmoid", "relu6(x + 3)/6: a piecewise-linear sigmoid",
                lambda x, a, xp: xp.clip(x / 6 + 0.5, 0, 1),
-               lambda x, a, xp: _between(x, -3, 3, xp) / 6, "input", _SAT),
+               # PyTorch's slope is float32(1/6) at every precision: a parity trap in float64
+               lambda x, a, xp: _between(x, -3, 3, xp) * _SIXTH, "input", _SAT),
     Activation("hardtanh", "x clipped to [min, max]",
                lambda x, a, xp: xp.clip(x, a["min"], a["max"]),
                lambda x, a, xp: _between(x, a["min"], a["max"], xp), "input", _SAT,

@@ -157,6 +157,29 @@ def with_trait(trait: str) -> frozenset[str]:
     return frozenset(name for name, op in OPS.items() if trait in op.traits)
 
 
+class OpsWith:
+    """A live view of the ops having any of some traits: `"relu6" in OpsWith("relu_like")`.
+    Reads the registry at each test, so an op registered later is seen too."""
+
+    __slots__ = ("traits",)
+
+    def __init__(self, *traits: str):
+        unknown = set(traits) - set(TRAITS)
+        if unknown:
+            raise KeyError(f"unknown traits {sorted(unknown)}")
+        self.traits = traits
+
+    def __contains__(self, name) -> bool:
+        op = OPS.get(name)
+        return op is not None and any(t in op.traits for t in self.traits)
+
+    def __iter__(self):
+        return iter(sorted(name for name in OPS if name in self))
+
+    def __repr__(self):
+        return f"OpsWith{self.traits}"
+
+
 class Op:
     name: ClassVar[str]
     args: ClassVar[tuple[Arg, ...]] = ()

@@ -13,6 +13,7 @@ class LRN(Op):
     name = "lrn"
     category = "norm"
     keeps = frozenset({"input", "output"})
+    example = Example(((6, 4, 4),), (3,))
     doc = "Local response normalisation across `size` neighbouring channels (AlexNet)."
     args = (Arg("size", "count"), Arg("alpha", "float", 1e-4), Arg("beta", "float", 0.75),
             Arg("k", "float", 1.0))
