@@ -1,0 +1,239 @@
+"""Sub-commands `train` and `evaluate`.
+
+    nnspec train specs/cnn_digits.nn                     the embedded digits, offline
+    nnspec train net.nn --data train.npz --run runs/a    Ctrl-C writes a checkpoint, then:
+    nnspec train net.nn --run runs/a --resume            continues exactly where it stopped
+    nnspec train head.nn --init-from runs/a/best.safetensors   weights only: transfer learning
+    nnspec evaluate net.nn --weights runs/a/best.safetensors   accuracy, per class, confusion
+
+Exit codes: 0 done, 1 the run could not start or continue (a one-line reason), 2 usage,
+130 interrupted (after writing a checkpoint and printing the command that resumes).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train", help="train a spec as its train section says")
+    t.add_argument("file", help="a .nn spec")
+    t.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a network parameter")
+    t.add_argument("--data", help="digits, a .npz file (x, y), mnist:DIR, fashion:DIR, cifar10:DIR, "
+                                  "spirals, moons, circles, synthetic (default: the train section's)")
+    t.add_argument("--epochs", type=_positive, help="override `epochs`")
+    t.add_argument("--batch", type=_positive, help="override `batch`")
+    t.add_argument("--lr", type=_positive_float, help="override the optimizer's learning rate")
+    t.add_argument("--seed", type=_nonneg, help="override `seed`")
+    t.add_argument("--run", metavar="DIR", help="the run directory (default: a new one under runs/)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run DIR")
+    t.add_argument("--init-from", metavar="FILE", help="start from these weights (transfer learning)")
+    t.add_argument("--backend", choices=("torch",), default="torch")
+    t.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    t.add_argument("--precision", choices=("fp32", "fp64", "bf16", "fp16"), default="fp32",
+                   help="bf16/fp16: autocast on a GPU; fp64: double precision")
+    t.add_argument("--checkpoint-every", type=_nonneg, default=0, metavar="N",
+                   help="also write a checkpoint every N steps (default: at the end of each epoch)")
+    t.add_argument("--report", metavar="FILE", help="write the run's summary as JSON")
+    t.add_argument("--plot", metavar="FILE.png", help="draw loss, accuracy and learning-rate curves "
+                                                      "(needs matplotlib)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of weights")
+    e.add_argument("file", help="a .nn spec")
+    e.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a network parameter")
+    e.add_argument("--weights", required=True, metavar="FILE", help="a .safetensors checkpoint")
+    e.add_argument("--data", help="as for train (default: the train section's)")
+    e.add_argument("--split", choices=("test", "val", "train"), default="test")
+    e.add_argument("--format", choices=("text", "json"), default="text")
+    e.set_defaults(func=cmd_evaluate)
+
+
+def _positive(v: str) -> int:
+    return _int(v, 1)
+
+
+def _nonneg(v: str) -> int:
+    return _int(v, 0)
+
+
+def _int(v: str, low: int) -> int:
+    import argparse
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {v!r}") from None
+    if n < low or n > 2 ** 31:
+        raise argparse.ArgumentTypeError(f"expected an integer from {low} to {2 ** 31:,}, got {v}")
+    return n
+
+
+def _positive_float(v: str) -> float:
+    import argparse
+    import math
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
+    if not (x > 0 and math.isfinite(x)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
+    return x
+
+
+def _err(msg: str) -> None:
+    print(f"nnspec: {msg}", file=sys.stderr)
+
+
+def cmd_train(args) -> int:
+    from ..cli import _load
+    from .loop import Interrupted, Options, TrainError, Trainer
+
+    spec = _load(args.file, args)
+    opts = Options(data=args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
+                   run=args.run, resume=args.resume, init_from=args.init_from, backend=args.backend,
+                   device=args.device, precision=args.precision, checkpoint_every=args.checkpoint_every,
+                   handle_signals=True, command=_command(args))
+    view = _view()
+    try:
+        result = Trainer(spec, opts, view.event).run()
+    except Interrupted as e:
+        view.close()
+        print(f"interrupted: the last checkpoint is in {e.run_dir}\nresume with: {e.command}",
+              file=sys.stderr)
+        return 130
+    except TrainError as e:
+        view.close()
+        _err(str(e))
+        return 1
+    view.close()
+    if args.report:
+        from ..checkpoint import atomic_write
+        try:
+            with atomic_write(args.report, "w") as f:
+                json.dump(result.report(), f, indent=2, allow_nan=True)
+                f.write("\n")
+        except OSError as e:
+            _err(f"{args.report}: cannot write the report ({e.strerror or e})")
+            return 1
+    if args.plot:
+        from .plot import PlotError, plot_run
+        try:
+            plot_run(result.run_dir, args.plot)
+        except PlotError as e:
+            _err(str(e))
+            return 1
+    return 0
+
+
+def _command(args) -> str:
+    parts = ["nnspec", "train", args.file]
+    for flag in ("data", "epochs", "batch", "lr", "seed", "device", "precision"):
+        v = getattr(args, flag)
+        if v is not None and not (flag == "device" and v == "cpu") and not (flag == "precision" and v == "fp32"):
+            parts += [f"--{flag}", str(v)]
+    for s in args.set or ():
+        parts += ["--set", s]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+class _Plain:
+    """One line per epoch (no carriage returns): what a log file or a pipe should get."""
+
+    def event(self, e: dict) -> None:
+        kind = e["event"]
+        if kind == "start":
+            print(f"training on {e['samples']:,} samples ({e['data']}), {e['epochs']} epochs, "
+                  f"batch {e['batch']}, seed {e['seed']}, backend {e['backend']}; run {e['run']}", flush=True)
+        elif kind == "resume":
+            print(f"resuming {e['run']} at epoch {e['epoch'] + 1}, batch {e['batch']} (step {e['step']})",
+                  flush=True)
+        elif kind == "epoch":
+            print(_epoch_line(e), flush=True)
+        elif kind == "init_from":
+            print(f"weights from {e['path']}: {len(e['loaded'])} loaded, {len(e['skipped'])} skipped, "
+                  f"{len(e['new'])} new, {len(e['frozen'])} frozen", flush=True)
+        elif kind == "health":
+            print(e["rendered"], end="", flush=True)
+        elif kind == "nonfinite":
+            print(f"step {e['step']}: the loss is {e['loss']}; stopping and keeping the last good "
+                  f"checkpoint", flush=True)
+        elif kind == "end":
+            acc = e.get("test_accuracy")
+            tail = f", test accuracy {acc:.4f}" if acc is not None else ""
+            best = f", best epoch {e['best_epoch']}" if e.get("best_epoch") else ""
+            print(f"done in {e['seconds']:.1f} s ({e['stopped']}){best}{tail}", flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def _epoch_line(e: dict) -> str:
+    parts = [f"epoch {e['epoch']}/{e['epochs']}", f"loss {e['train_loss']:.4f}"]
+    if e.get("val_loss") is not None:
+        parts.append(f"val loss {e['val_loss']:.4f}")
+    if e.get("val_accuracy") is not None:
+        parts.append(f"val acc {e['val_accuracy']:.4f}")
+    parts.append(f"lr {e['lr']:.3g}")
+    return "  ".join(parts)
+
+
+class _Live(_Plain):
+    """A rich progress bar with loss and learning rate, and a line per finished epoch."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.console = Console()
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+                                 console=self.console, transient=True)
+        self.task = None
+        self.progress.start()
+
+    def event(self, e: dict) -> None:
+        if e["event"] == "step":
+            desc = f"epoch {e['epoch'] + 1}"
+            stats = f"loss {e['loss']:.4f} lr {e['lr']:.3g}"
+            if self.task is None:
+                self.task = self.progress.add_task(desc, total=e["batches"], stats=stats)
+            self.progress.update(self.task, description=desc, completed=e["batch"], total=e["batches"],
+                                 stats=stats)
+            return
+        if e["event"] == "epoch" and self.task is not None:
+            self.progress.update(self.task, completed=0)
+        self.progress.console.print(_render(e), end="") if _render(e) else None
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _render(e: dict) -> str:
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        _Plain().event(e)
+    return buf.getvalue()
+
+
+def _view():
+    return _Live() if sys.stdout.isatty() else _Plain()
+
+
+def cmd_evaluate(args) -> int:
+    from ..cli import _load
+    from .evaluate import EvaluateError, evaluate, render
+
+    spec = _load(args.file, args)
+    try:
+        ev = evaluate(spec, args.weights, data=args.data, split=args.split)
+    except EvaluateError as e:
+        _err(str(e))
+        return 1
+    if args.format == "json":
+        print(json.dumps(ev, indent=2))
+    else:
+        sys.stdout.write(render(ev))
+    return 0
