@@ -261,7 +261,7 @@ def _parse_header(path: str, raw: bytes) -> dict:
     except RecursionError:  # the depth check above makes this unreachable; kept as a guard
         raise CheckpointError(path, "header", "JSON nested too deeply") from None
     if not isinstance(header, dict):
-        raise CheckpointError(path, "header", f"a JSON {type(header).__name__}, not an object")
+        raise CheckpointError(path, "header", f"a JSON {_kind(header)}, not an object")
     return header
 
 
@@ -278,13 +278,13 @@ def _metadata(path: str, entry) -> dict[str, str]:
 def _info(path: str, name: str, entry, data_size: int) -> TensorInfo:
     where = f"tensor {_short(name)}"
     if not isinstance(entry, dict):
-        raise CheckpointError(path, where, f"a JSON {type(entry).__name__}, not an object")
+        raise CheckpointError(path, where, f"a JSON {_kind(entry)}, not an object")
     for key in ("dtype", "shape", "data_offsets"):
         if key not in entry:
             raise CheckpointError(path, where, f"no {key!r}")
     code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not isinstance(code, str):
-        raise CheckpointError(path, f"{where} dtype", f"a JSON {type(code).__name__}, not a string")
+        raise CheckpointError(path, f"{where} dtype", f"a JSON {_kind(code)}, not a string")
     if code not in DTYPES:
         raise CheckpointError(path, f"{where} dtype", f"unknown dtype {code[:40]!r} "
                                                       f"(one of {', '.join(DTYPES)})")
@@ -299,11 +299,12 @@ def _info(path: str, name: str, entry, data_size: int) -> TensorInfo:
     if end > data_size:
         raise CheckpointError(path, f"{where} data_offsets", f"[{begin}, {end}] reaches past the "
                                                              f"{data_size:,}-byte data section")
-    need = _nbytes(shape, DTYPES[code].itemsize, end - begin)
+    need = _nbytes(shape, DTYPES[code].itemsize, 2 ** 64)
     if end - begin != need:
+        needs = f"{need:,}" if need is not None else "more than 2**64"
         raise CheckpointError(path, f"{where} data_offsets",
                               f"{end - begin:,} bytes for shape {_short(shape)} of {code} "
-                              f"(needs {'more' if need is None else f'{need:,}'})")
+                              f"(needs {needs})")
     return TensorInfo(name, code, tuple(shape), begin, end)
 
 
@@ -335,6 +336,11 @@ def _check_tiling(path: str, infos: dict[str, TensorInfo], data_size: int) -> No
         raise CheckpointError(path, "data", f"{data_size - at:,} bytes after the last tensor "
                                             f"(the data section has {data_size:,}, the header "
                                             f"accounts for {at:,})")
+
+
+def _kind(value) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
+            int: "number", float: "number"}.get(type(value), type(value).__name__)
 
 
 def _short(value) -> str:
