@@ -117,8 +117,9 @@ class SafetensorsFile(Mapping):
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        try:
-            self._file = builtins.open(self.path, "rb")
+        try:  # O_NONBLOCK: a FIFO must not hang the open (it is refused below)
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            self._file = builtins.open(fd, "rb")
         except FileNotFoundError:
             raise CheckpointError(self.path, None, "no such file") from None
         except IsADirectoryError:
