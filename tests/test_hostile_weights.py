@@ -89,6 +89,27 @@ def _write(path, data: bytes):
     return path
 
 
+def _zip_bytes(d) -> bytes:
+    torch.save({"fc.weight": torch.zeros(3, 4)}, d / "plain.pt")
+    data = (d / "plain.pt").read_bytes()
+    (d / "plain.pt").unlink()
+    return data
+
+
+def _deflated(path, n: int):
+    """A torch zip whose tensor record is deflated: n zero bytes packed into a few KB."""
+    import zipfile
+    torch.save({"fc.weight": torch.zeros(n // 4)}, path.with_suffix(".tmp"))
+    with zipfile.ZipFile(path.with_suffix(".tmp")) as zin, \
+            zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            packed = zipfile.ZIP_DEFLATED if "/data/" in info.filename else zipfile.ZIP_STORED
+            zout.writestr(info.filename.replace("w.tmp/", "w/", 1), zin.read(info.filename), packed)
+    path.with_suffix(".tmp").unlink()
+    assert path.stat().st_size < n // 100
+    return path
+
+
 def _sparse(path, header: dict, size: int):
     """A small header, then zeros up to `size` bytes: a sparse file, no disk space used."""
     safetensors(path, header)
@@ -177,6 +198,9 @@ CASES = {
                                    r"not only tensors"),
     "pth_pickled_builtin": (lambda d: torch.save({"x": print}, d / "w.pth") or d / "w.pth",
                             "pickle", r"pickled code \(global print\)"),
+    "pth_zip_bomb": (lambda d: _deflated(d / "w.pth", 20_000_000), "zip record 'w/data/0'",
+                     r"refused: record 'w/data/0' is compressed"),
+    "pth_damaged_zip": (lambda d: _write(d / "w.pth", _zip_bytes(d)[:-30]), None, "not a readable PyTorch file"),
     "pth_junk": (lambda d: _write(d / "w.pth", b"\x80\x02junk"), None, "not a readable PyTorch file"),
     "pth_not_pickle": (lambda d: _write(d / "w.pth", b"hello"),
                        None, "not a readable PyTorch file"),

@@ -22,10 +22,12 @@ Transfer learning, a pretrained trunk and a new 10-class head:
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
 import stat
+import zipfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
@@ -193,9 +195,9 @@ class _SafetensorsState(_FileState):
         code = self._file.dtype(name)
         if code in _RAW_TORCH:
             if not hasattr(torch, _RAW_TORCH[code]):
-                raise WeightsError(f"{self._file.path}: tensor {name!r}: this PyTorch has no "
-                                   f"{_RAW_TORCH[code]} for {code}", path=self._file.path,
-                                   field=f"tensor {name!r} dtype")
+                where = f"tensor {json.dumps(name)} dtype"
+                raise WeightsError(f"{self._file.path}: {where}: this PyTorch has no "
+                                   f"{_RAW_TORCH[code]} for {code}", path=self._file.path, field=where)
             signed = arr.view(f"<i{arr.dtype.itemsize}")  # torch has no unsigned 16-bit views
             return torch.from_numpy(signed).view(getattr(torch, _RAW_TORCH[code]))
         return torch.from_numpy(arr)
@@ -213,6 +215,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def _read_torch(path: str) -> dict:
     import torch
+    _check_zip(path)
     try:
         try:  # mmap: tensors are paged in when used, not all read up front
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -231,6 +234,23 @@ def _read_torch(path: str) -> dict:
         raise WeightsError(f"{path}: not a readable PyTorch file ({type(e).__name__}: "
                            f"{_one_line(str(e))[:200]})", path=path) from None
     return _state_dict(obj, path)
+
+
+def _check_zip(path: str) -> None:
+    """torch.save writes an uncompressed zip; a compressed record (a "zip bomb": 6 MB that
+    inflate to 6 GB) is refused before torch would inflate it in memory."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # the legacy format, or not a torch file: torch.load says which
+        with zipfile.ZipFile(path) as z:
+            packed = next((i for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED), None)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise WeightsError(f"{path}: not a readable PyTorch file (damaged zip: "
+                           f"{_one_line(str(e))[:200]})", path=path) from None
+    if packed is not None:
+        raise WeightsError(f"{path}: refused: record {packed.filename[:80]!r} is compressed "
+                           f"(torch.save writes none; inflating it could take any amount of "
+                           f"memory)", path=path, field=f"zip record {packed.filename[:80]!r}")
 
 
 def _one_line(text: str) -> str:
