@@ -126,7 +126,17 @@ CASES = {
                                                   + b"}" * 50_000), "header", "nested 50,000 levels"),
     "integer_5000_digits": (lambda d: safetensors(d / "w.safetensors", b'{"x":{"dtype":"F32","shape":['
                                                   + b"9" * 5000 + b'],"data_offsets":[0,4]}}'),
-                            "header", "an integer of 5,000 digits"),
+                            "header", "a number of 5,000 digits"),
+    "float_5000_digits": (lambda d: safetensors(d / "w.safetensors", b'{"x":{"dtype":"F32","shape":[0.'
+                                                + b"9" * 5000 + b'],"data_offsets":[0,4]}}'),
+                          "header", "a number of 5,000 digits"),
+    "negative_25_digits": (lambda d: safetensors(d / "w.safetensors", b'{"x":{"dtype":"F32","shape":[-'
+                                                 + b"1" * 25 + b'],"data_offsets":[0,4]}}'),
+                           "header", "a number of 25 digits"),
+    "long_digits_inside_a_name_are_fine": (
+        lambda d: safetensors(d / "w.safetensors", {"9" * 5000: {"dtype": "F32", "shape": [1],
+                                                                 "data_offsets": [0, 4]}}, b"\0" * 8),
+        "data", "4 bytes after the last tensor"),
     "nan_constant": (lambda d: safetensors(d / "w.safetensors", b'{"x":{"dtype":"F32","shape":[NaN],'
                                            b'"data_offsets":[0,4]}}', b"\0" * 4), "header", "NaN is not JSON"),
     "duplicate_key": (lambda d: safetensors(d / "w.safetensors", b'{"x":{"dtype":"F32","shape":[1],'
