@@ -121,6 +121,12 @@ def permutation(gen: np.random.Generator, n: int) -> np.ndarray:
     return gen.permutation(int(n)).astype(np.int64, copy=False)
 
 
+def integers(gen: np.random.Generator, shape, low: int, high: int) -> np.ndarray:
+    """int64 uniform on [low, high) (crop offsets, flips with high=2): NumPy's
+    `gen.integers(low, high, size=shape, dtype=int64)`."""
+    return gen.integers(low, high, size=shape, dtype=np.int64)
+
+
 def _out(shape, out):
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     if out is None:

@@ -89,6 +89,8 @@ def test_pinned_draws_of_the_other_purposes():
     assert rng.permutation(rng.stream(7, "shuffle", "train", 1), 6).tolist() == [2, 5, 4, 0, 1, 3]
     assert rng.uniform(rng.stream(1, "augment", "train", 2), (3,)).tolist() == \
         [0.029690265655517578, 0.12196683883666992, 0.9179739952087402]
+    assert rng.integers(rng.stream(2, "augment", "train", 5), (2, 3), 0, 10).tolist() == \
+        [[9, 2, 1], [6, 0, 3]]
     assert rng.normal(rng.stream(1, "split", "cifar10"), (3,)).tolist() == \
         [-0.9488292336463928, -0.2082379311323166, -0.4239335358142853]
 
