@@ -42,7 +42,6 @@ import builtins
 import contextlib
 import errno
 import json
-import math
 import os
 import re
 import secrets
