@@ -52,11 +52,12 @@ def test_a_hand_written_safetensors_file_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("header, message", [
-    ({"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 400]}}, "outside"),
-    ({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 12]}}, "12 bytes for 4 values"),
-    ({"x": {"dtype": "F99", "shape": [3], "data_offsets": [0, 12]}}, "unknown dtype"),
-    ({"x": {"dtype": "F32", "shape": [-3], "data_offsets": [0, 12]}}, "bad shape"),
-    ([1, 2], "not a JSON object"),
+    ({"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 400]}}, "reaches past the 12-byte data"),
+    ({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 12]}},
+     r"data_offsets: 12 bytes for shape \[4\] of F32 \(needs 16\)"),
+    ({"x": {"dtype": "F99", "shape": [3], "data_offsets": [0, 12]}}, "dtype: unknown dtype 'F99'"),
+    ({"x": {"dtype": "F32", "shape": [-3], "data_offsets": [0, 12]}}, "shape: .* non-negative integers"),
+    ([1, 2], "header: a JSON array, not an object"),
 ])
 def test_damaged_safetensors_files_are_clean_errors(tmp_path, header, message):
     text = json.dumps(header).encode()
@@ -187,3 +188,55 @@ def test_torchvision_named_weights_load_into_resnet18(tmp_path):
     ten = nnspec.loads(pathlib.Path("specs/resnet18.nn").read_text().replace("-> 1000", ""), classes=10)
     report = load_weights(nnspec.compile(ten), tmp_path / "r18.safetensors")
     assert [m[0] for m in report.mismatched] == ["fc.weight", "fc.bias"]
+
+
+def test_totals_agree_with_and_without_a_map(tmp_path, capsys):
+    """Every model tensor counts once in the total, whether it loads, is missing, mismatched
+    or a batch-norm counter the file lacks: resnet18 has 122 state-dict tensors (62
+    parameters; running mean, variance and counter of 20 batch norms: torchvision's list)."""
+    from nnspec.cli import main
+    ref = json.loads((pathlib.Path(__file__).parent / "data" / "torchvision" / "resnet18.json").read_text())
+    n = len(ref["state_dict"])
+    assert n == 122
+    model = nnspec.compile("specs/resnet18.nn")
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "dp.pth")
+    plain = load_weights(nnspec.compile("specs/resnet18.nn"), tmp_path / "dp.pth")
+    mapped = load_weights(nnspec.compile("specs/resnet18.nn"), tmp_path / "dp.pth", map={"module.": ""})
+    assert plain.total == mapped.total == n
+    assert (len(plain.loaded), len(plain.missing), len(plain.counters), len(plain.unexpected)) == (0, 102, 20, 122)
+    assert (len(mapped.loaded), len(mapped.missing), len(mapped.counters)) == (122, 0, 0) and mapped.ok
+    assert main(["weights", "specs/resnet18.nn", str(tmp_path / "dp.pth")]) == 1
+    assert main(["weights", "specs/resnet18.nn", str(tmp_path / "dp.pth"), "--map", "module.="]) == 0
+    out = capsys.readouterr().out
+    assert f"0 of {n} model tensors loaded" in out and f"{n} of {n} model tensors loaded" in out
+    # an older checkpoint without counters: everything that matters loads; the counters are counted
+    old = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    report = load_weights(nnspec.compile("specs/resnet18.nn"), old)
+    assert report.ok and report.total == n and len(report.loaded) == 102 and len(report.counters) == 20
+    assert report.summary() == (f"102 of {n} model tensors loaded from <state dict>, "
+                                "20 batch-norm counters not in the file (kept)")
+
+
+def test_a_refused_pickle_is_one_line_of_ours(tmp_path):
+    torch.save({"fc.weight": torch.zeros(2), "p": print}, tmp_path / "x.pth")
+    with pytest.raises(WeightsError) as e:
+        read_weights(tmp_path / "x.pth")
+    assert str(e.value) == (f"{tmp_path / 'x.pth'}: refused: the file contains pickled code (global print), "
+                            "not only tensors; nnspec reads tensors only (torch.load weights_only=True)")
+
+
+def test_a_legacy_pt_file_still_loads(tmp_path):
+    """The pre-zip format cannot be memory-mapped; it is read the ordinary way."""
+    a = _model()
+    torch.save(a.state_dict(), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    b = _model()
+    assert load_weights(b, tmp_path / "old.pt").ok and torch.equal(a.head.weight, b.head.weight)
+
+
+def test_float8_tensors_round_trip(tmp_path):
+    state = {"q": torch.tensor([1.0, -2.0, 0.5]).to(torch.float8_e4m3fn),
+             "r": torch.tensor([4.0]).to(torch.float8_e5m2)}
+    save_weights(state, tmp_path / "f8.safetensors")
+    back = read_safetensors(tmp_path / "f8.safetensors")
+    assert back["q"].dtype == torch.float8_e4m3fn and back["q"].float().tolist() == [1.0, -2.0, 0.5]
+    assert back["r"].dtype == torch.float8_e5m2 and back["r"].float().tolist() == [4.0]

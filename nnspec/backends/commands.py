@@ -125,6 +125,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_weights(args) -> int:
+    """Exit 0 when every model tensor loads, 1 when some do not, or the weights file is
+    unreadable or refused, or the -o file cannot be written (one line on stderr)."""
     if (code := _torch_or_message()) is not None:
         return code
     from .torch import compile_torch
@@ -137,6 +139,10 @@ def cmd_weights(args) -> int:
         return 1
     sys.stdout.write(report.table())
     if args.output:
-        save_weights(model, args.output)
+        try:
+            save_weights(model, args.output)
+        except WeightsError as e:
+            print(f"nnspec: error: {e}", file=sys.stderr)
+            return 1
         print(f"wrote {args.output}", file=sys.stderr)
     return 0 if report.ok else 1

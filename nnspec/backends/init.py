@@ -18,9 +18,10 @@ weight. The last override whose pattern matches a layer wins.
 
 `rules(graph)` reduces all this to one draw per parameter (normal, uniform or constant),
 framework-free; `initial_weights(graph, seed)` draws them with NumPy. Every tensor has its
-own generator, seeded by (seed, CRC-32 of its name): a layer's first weights depend on the
-seed, its name and its shape only (adding a layer elsewhere does not change them), and any
-backend that draws from here starts from the same numbers.
+own generator, `nnspec.rng.stream(seed, "init", name)` (seeded by the seed and the CRC-32 of
+its name): a layer's first weights depend on the seed, its name and its shape only (adding a
+layer elsewhere does not change them), and any backend that draws from here starts from the
+same numbers.
 
 >>> import nnspec
 >>> spec = nnspec.loads("input 4\\nlinear(3)\\ntrain {\\n  init zeros\\n  seed 1\\n}")
@@ -32,12 +33,12 @@ from __future__ import annotations
 
 import math
 import os
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import rng
 from ..config import Choice
 from ..errors import Diagnostic, SpecError
 from ..ir import Graph
@@ -109,17 +110,11 @@ def initial_weights(graph: Graph, seed: int, into: dict | None = None) -> dict[s
         if rule.kind == "constant":
             out.fill(rule.a)
             return rule.name, out
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
-            [seed, zlib.crc32(rule.name.encode())])))
+        gen = rng.stream(seed, "init", rule.name)
         if rule.kind == "normal":
-            rng.standard_normal(dtype=np.float32, out=out)
-            out *= np.float32(rule.a)
-            if rule.b:
-                out += np.float32(rule.b)
+            rng.normal(gen, rule.shape, rule.b, rule.a, out=out)
         else:
-            rng.random(dtype=np.float32, out=out)
-            out *= np.float32(2 * rule.a)
-            out -= np.float32(rule.a)
+            rng.uniform(gen, rule.shape, -rule.a, rule.a, out=out)
         return rule.name, out
 
     workers = min(8, os.cpu_count() or 1)

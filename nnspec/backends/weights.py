@@ -5,7 +5,13 @@ tensor whose name and shape match the model, and returns a `WeightsReport`: what
 loaded, what the model has that the file lacks (missing), what the file has that the model
 lacks (unexpected), and the shape mismatches, as data and as a table. Nothing is unpickled
 but tensors: .pt files go through `torch.load(weights_only=True)`, and .safetensors files are
-parsed here (a JSON header and raw little-endian data: no code, no package needed).
+read by `nnspec.checkpoint` (a JSON header and raw little-endian data: no code, no package
+needed), lazily: only the tensors that fit the model are read.
+
+A file that cannot be read or is refused raises `WeightsError`, whose `path` and `field`
+say where ("tensor 'fc.weight' data_offsets", "header", ...): damaged or hostile files
+(nested JSON, huge numbers, overlapping offsets, pickled code, ...) give one line, never a
+traceback.
 
 Transfer learning, a pretrained trunk and a new 10-class head:
 
@@ -19,26 +25,36 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import sys
+import re
+import stat
+import zipfile
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
-MAX_HEADER_BYTES = 100_000_000  # as the safetensors reference implementation
+from .. import checkpoint
+from ..checkpoint import CheckpointError
 
-# safetensors dtype codes -> torch dtype names
-_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-           "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
-           "BOOL": "bool", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+# safetensors codes stored as raw bits -> the torch dtype they hold
+_RAW_TORCH = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
+_MAX_NESTING = 8  # checkpoint dicts unwrapped to find the state dict
+_COUNTER = "num_batches_tracked"
 
 
 class WeightsError(Exception):
-    """A weights file that cannot be read or refused, or (strict) a file that does not fit;
-    `report` is set in the second case. str() is the message or the rendered table."""
+    """A weights file that cannot be read, written or is refused, or (strict) a file that
+    does not fit; `report` is set in the last case. `path` is the file (None for a state
+    dict), `field` the part of it at fault (None: the file as a whole). str() is the
+    message or the rendered table."""
 
-    def __init__(self, message: str, report: "WeightsReport | None" = None):
+    def __init__(self, message: str, report: "WeightsReport | None" = None, *,
+                 path: str | None = None, field: str | None = None):
         super().__init__(message)
-        self.report = report
+        self.report, self.path, self.field = report, path, field
+
+    @classmethod
+    def of(cls, e: CheckpointError) -> "WeightsError":
+        return cls(str(e), path=e.path, field=e.field)
 
 
 @dataclass(frozen=True)
@@ -51,15 +67,24 @@ class WeightsReport:
     renamed: tuple[tuple[str, str], ...] = ()        # (file name, model name) changed by the map
     dropped: tuple[str, ...] = ()                    # file names the map dropped (mapped to None)
     shapes: Mapping[str, tuple] = field(default_factory=dict, repr=False)  # of missing / unexpected
+    # Batch-norm counters (num_batches_tracked) the file lacks: harmless (older checkpoints
+    # have none), they keep the model's value; not `missing`, but counted in the total.
+    counters: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        """The model's tensors: each is loaded, missing, mismatched or a kept counter."""
+        return len(self.loaded) + len(self.missing) + len(self.mismatched) + len(self.counters)
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
 
     def summary(self) -> str:
-        total = len(self.loaded) + len(self.missing) + len(self.mismatched)
-        parts = [f"{len(self.loaded)} of {total} model tensors loaded from {self.source}"]
-        for word, items in (("missing", self.missing), ("unexpected", self.unexpected),
+        parts = [f"{len(self.loaded)} of {self.total} model tensors loaded from {self.source}"]
+        for word, items in (("missing", self.missing),
+                            ("batch-norm counters not in the file (kept)", self.counters),
+                            ("unexpected", self.unexpected),
                             ("shape mismatches", self.mismatched), ("renamed by the map", self.renamed),
                             ("dropped by the map", self.dropped)):
             if items:
@@ -96,137 +121,202 @@ def _shape(s) -> str:
 
 def read_weights(path) -> dict:
     """name -> tensor (CPU) from a .safetensors or .pt/.pth file; raises WeightsError."""
+    with _open(path) as state:
+        return {name: state[name] for name in state}
+
+
+def read_safetensors(path) -> dict:
+    """Every tensor of a .safetensors file as torch tensors (see nnspec.checkpoint)."""
+    with _SafetensorsState(os.fspath(path)) as state:
+        return {name: state[name] for name in state}
+
+
+def _open(path) -> "_FileState":
+    """The tensors of a weights file, looked up by name; shapes are known without reading
+    (safetensors: nothing but the header is read until a tensor is asked for)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise WeightsError(f"{path}: no such file")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file", path=path) from None
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read: {e.strerror or e}", path=path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise WeightsError(f"{path}: is a directory, not a weights file", path=path)
+    if not stat.S_ISREG(st.st_mode):
+        raise WeightsError(f"{path}: not a regular file", path=path)
     if path.endswith(".safetensors"):
-        return read_safetensors(path)
-    return _read_torch(path)
+        return _SafetensorsState(path)
+    return _FileState(_read_torch(path))
+
+
+class _FileState(Mapping):
+    """name -> tensor; `shape(name)` without reading. Also a context manager."""
+
+    def __init__(self, tensors: Mapping):
+        self._tensors = tensors
+
+    def __getitem__(self, name):
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def shape(self, name) -> tuple:
+        return tuple(self._tensors[name].shape)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _SafetensorsState(_FileState):
+    def __init__(self, path: str):
+        try:
+            self._file = checkpoint.open(path)
+        except CheckpointError as e:
+            raise WeightsError.of(e) from None
+        super().__init__(self._file)
+
+    def __getitem__(self, name):
+        import torch
+        try:
+            arr = self._file.read(name)
+        except CheckpointError as e:
+            raise WeightsError.of(e) from None
+        code = self._file.dtype(name)
+        if code in _RAW_TORCH:
+            if not hasattr(torch, _RAW_TORCH[code]):
+                where = f"tensor {json.dumps(name)} dtype"
+                raise WeightsError(f"{self._file.path}: {where}: this PyTorch has no "
+                                   f"{_RAW_TORCH[code]} for {code}", path=self._file.path, field=where)
+            signed = arr.view(f"<i{arr.dtype.itemsize}")  # torch has no unsigned 16-bit views
+            return torch.from_numpy(signed).view(getattr(torch, _RAW_TORCH[code]))
+        return torch.from_numpy(arr)
+
+    def shape(self, name) -> tuple:
+        return self._file.shape(name)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+_GLOBAL = re.compile(r"\bGLOBAL ([\w.]+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _read_torch(path: str) -> dict:
     import torch
+    _check_zip(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # mmap: tensors are paged in when used, not all read up front
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # the legacy format
     except pickle.UnpicklingError as e:
-        text = str(e)
-        paragraphs = [p.strip().removeprefix("WeightsUnpickler error:").strip()
-                      for p in text.split("\n\n") if p.strip()]
-        details = [p for p in paragraphs if not p.startswith(("Weights only load failed", "Please file",
-                                                               "Check the documentation"))]
-        detail = " ".join(details) or paragraphs[0] if paragraphs else type(e).__name__
-        if "global" not in text.lower():
-            raise WeightsError(f"{path}: not a readable PyTorch file ({detail[:200]})") from None
-        raise WeightsError(
-            f"{path}: refused: the file holds Python objects other than tensors, and "
-            f"unpickling them could run code. Only state dicts of tensors are read "
-            f"(torch.load(weights_only=True)). ({detail[:200]})") from None
+        raise WeightsError(_refusal(path, str(e)), path=path, field="pickle") from None
+    except RecursionError:
+        raise WeightsError(f"{path}: refused: objects nested too deeply to be a state dict",
+                           path=path, field="pickle") from None
+    except MemoryError:
+        raise WeightsError(f"{path}: refused: reading it ran out of memory", path=path) from None
     except Exception as e:  # a damaged zip, not a torch file at all, ...
         raise WeightsError(f"{path}: not a readable PyTorch file ({type(e).__name__}: "
-                           f"{str(e).strip()[:200]})") from None
+                           f"{_one_line(str(e))[:200]})", path=path) from None
     return _state_dict(obj, path)
 
 
+def _check_zip(path: str) -> None:
+    """torch.save writes an uncompressed zip; a compressed record (a "zip bomb": 6 MB that
+    inflate to 6 GB) is refused before torch would inflate it in memory."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # the legacy format, or not a torch file: torch.load says which
+        with zipfile.ZipFile(path) as z:
+            packed = next((i for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED), None)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise WeightsError(f"{path}: not a readable PyTorch file (damaged zip: "
+                           f"{_one_line(str(e))[:200]})", path=path) from None
+    if packed is not None:
+        raise WeightsError(f"{path}: refused: record {packed.filename[:80]!r} is compressed "
+                           f"(torch.save writes none; inflating it could take any amount of "
+                           f"memory)", path=path, field=f"zip record {packed.filename[:80]!r}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_ANSI.sub("", text).split())
+
+
+def _refusal(path: str, text: str) -> str:
+    """One line of ours for torch's many-paragraph weights_only message."""
+    text = _ANSI.sub("", text)
+    if m := _GLOBAL.search(text):
+        return (f"{path}: refused: the file contains pickled code (global {m.group(1)[:100]}), "
+                f"not only tensors; nnspec reads tensors only (torch.load weights_only=True)")
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    paragraphs = [p for p in (q.strip() for q in text.split("\n\n"))
+                  if p and not p.startswith(("Weights only load failed", "Check the documentation"))]
+    detail = _one_line(paragraphs[0] if paragraphs else "")[:200] or "unpickling failed"
+    return f"{path}: not a readable PyTorch file of tensors ({detail})"
+
+
 def _state_dict(obj, where: str) -> dict:
+    """The tensors of a state dict, unwrapping training checkpoints ({"model": state_dict,
+    "epoch": 3}) a bounded number of levels deep."""
     import torch
-    if isinstance(obj, Mapping):
+    for _ in range(_MAX_NESTING):
+        if not isinstance(obj, Mapping):
+            raise WeightsError(f"{where}: expected a state dict, found a {type(obj).__name__}",
+                               path=where)
         tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
         if tensors:
             return tensors
-        for key in _CHECKPOINT_KEYS:  # a training checkpoint: {"model": state_dict, "epoch": 3}
-            if isinstance(obj.get(key), Mapping):
-                return _state_dict(obj[key], where)
-        keys = ", ".join(map(str, list(obj)[:8]))
-        raise WeightsError(f"{where}: no tensors found (keys: {keys or 'none'})")
-    raise WeightsError(f"{where}: expected a state dict, found a {type(obj).__name__}")
-
-
-def read_safetensors(path) -> dict:
-    """Parse a .safetensors file: 8-byte little-endian header size, a JSON header
-    {name: {dtype, shape, data_offsets: [begin, end]}}, then the raw data. Every offset and
-    size is checked before a tensor is made."""
-    import torch
-    path = os.fspath(path)
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise WeightsError(f"{path}: not a safetensors file (shorter than 8 bytes)")
-        n = int.from_bytes(head, "little")
-        if n > MAX_HEADER_BYTES or n > size - 8:
-            raise WeightsError(f"{path}: not a safetensors file (header of {n:,} bytes in a "
-                               f"{size:,}-byte file)")
-        try:
-            header = json.loads(f.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise WeightsError(f"{path}: the safetensors header is not valid JSON ({e})") from None
-        data = bytearray(f.read())
-    if not isinstance(header, dict):
-        raise WeightsError(f"{path}: the safetensors header is not a JSON object")
-    if sys.byteorder != "little":
-        raise WeightsError(f"{path}: reading safetensors needs a little-endian machine")
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        out[name] = _tensor_at(path, name, info, data, torch)
-    return out
-
-
-def _tensor_at(path, name, info, data: bytearray, torch):
-    bad = lambda why: WeightsError(f"{path}: tensor '{name}': {why}")  # noqa: E731
-    if not isinstance(info, dict):
-        raise bad("entry is not an object")
-    code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if code not in _DTYPES or not hasattr(torch, _DTYPES[code]):
-        raise bad(f"unknown dtype {code!r}")
-    if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
-        raise bad(f"bad shape {shape!r}")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or any(type(o) is not int for o in offsets) or not 0 <= offsets[0] <= offsets[1] <= len(data)):
-        raise bad(f"data offsets {offsets!r} outside the {len(data):,}-byte data section")
-    dtype = getattr(torch, _DTYPES[code])
-    count = 1
-    for d in shape:
-        count *= d
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    begin, end = offsets
-    if end - begin != count * itemsize:
-        raise bad(f"{end - begin} bytes for {count} values of {code}")
-    if count == 0:
-        return torch.empty(shape, dtype=dtype)
-    if begin % itemsize:  # unaligned: copy out (torch.frombuffer wants aligned offsets)
-        return torch.frombuffer(bytearray(data[begin:end]), dtype=dtype).reshape(shape)
-    return torch.frombuffer(data, dtype=dtype, count=count, offset=begin).reshape(shape)
+        inner = next((obj[k] for k in _CHECKPOINT_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            keys = ", ".join(str(k)[:40] for k in list(obj)[:8])
+            raise WeightsError(f"{where}: no tensors found (keys: {keys or 'none'})", path=where)
+        obj = inner
+    raise WeightsError(f"{where}: no tensors found within {_MAX_NESTING} levels of "
+                       f"checkpoint keys ({', '.join(_CHECKPOINT_KEYS)})", path=where)
 
 
 # ---- writing --------------------------------------------------------------------------------
 
 def save_weights(model_or_state, path) -> None:
-    """Write a state dict (or a model's) to .safetensors, or with torch.save otherwise."""
+    """Write a state dict (or a model's) to .safetensors (nnspec.checkpoint), or with
+    torch.save otherwise; atomically either way. Raises WeightsError."""
     import torch
     state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else dict(model_or_state)
     path = os.fspath(path)
-    if not path.endswith(".safetensors"):
-        torch.save(state, path)
-        return
-    codes = {v: k for k, v in _DTYPES.items()}
-    header, blobs, offset = {}, [], 0
-    for name in sorted(state):
-        t = state[name].detach().to("cpu").contiguous()
-        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": codes[str(t.dtype).removeprefix("torch.")], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    header["__metadata__"] = {"format": "pt"}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # data starts 8-byte aligned
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little"))
-        f.write(text)
-        for raw in blobs:
-            f.write(raw)
+    try:
+        if path.endswith(".safetensors"):
+            raw = {getattr(torch, t): code for code, t in _RAW_TORCH.items() if hasattr(torch, t)}
+            arrays, dtypes = {}, {}
+            for name, t in state.items():
+                t = t.detach().to("cpu").contiguous()
+                if t.dtype in raw:
+                    dtypes[name] = raw[t.dtype]
+                    t = t.view(torch.int16 if t.element_size() == 2 else torch.uint8)
+                arrays[name] = t.numpy()
+            checkpoint.save(path, arrays, {"format": "pt"}, dtypes=dtypes)
+        else:
+            with checkpoint.atomic_write(path) as f:
+                torch.save(state, f)
+    except CheckpointError as e:
+        raise WeightsError.of(e) from None
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot write: {e.strerror or e}", path=path) from None
 
 
 # ---- matching -------------------------------------------------------------------------------
@@ -252,34 +342,39 @@ def rename(names, map: Mapping[str, str | None] | Callable[[str], str | None] | 
 
 
 def match(model_state: Mapping, file_state: Mapping, source: str = "<dict>", map=None):
-    """(report, {model name: tensor to load})"""
+    """(report, {model name: tensor to load}). Only the tensors that load are looked up in
+    `file_state`; shapes come from its `shape(name)` where it has one (a lazy file)."""
+    shape_of = getattr(file_state, "shape", None)
+    if not callable(shape_of):
+        shape_of = lambda n: tuple(file_state[n].shape)  # noqa: E731
     names = rename(list(file_state), map)
-    renamed, dropped, incoming = [], [], {}
+    renamed, dropped, incoming = [], [], {}  # incoming: model name -> file name
     for old, new in names.items():
         if new is None:
             dropped.append(old)
             continue
         if new != old:
             renamed.append((old, new))
-        incoming[new] = file_state[old]
+        incoming[new] = old
     loaded, mismatched, to_load = [], [], {}
     for name in model_state:  # in the model's order
         if name not in incoming:
             continue
-        tensor = incoming[name]
+        have = tuple(shape_of(incoming[name]))
         want = tuple(model_state[name].shape)
-        if tuple(tensor.shape) != want:
-            mismatched.append((name, want, tuple(tensor.shape)))
+        if have != want:
+            mismatched.append((name, want, have))
         else:
             loaded.append(name)
-            to_load[name] = tensor
-    # A missing batch-norm counter is harmless (older checkpoints have none): it stays 0.
-    missing = [n for n in model_state if n not in incoming and not n.endswith("num_batches_tracked")]
+            to_load[name] = file_state[incoming[name]]
+    absent = [n for n in model_state if n not in incoming]
+    counters = [n for n in absent if n.rsplit(".", 1)[-1] == _COUNTER]
+    missing = [n for n in absent if n.rsplit(".", 1)[-1] != _COUNTER]
     unexpected = [n for n in incoming if n not in model_state]
     shapes = {n: tuple(model_state[n].shape) for n in missing}
-    shapes.update({n: tuple(incoming[n].shape) for n in unexpected})
+    shapes.update({n: tuple(shape_of(incoming[n])) for n in unexpected})
     report = WeightsReport(source, tuple(loaded), tuple(missing), tuple(unexpected), tuple(mismatched),
-                           tuple(renamed), tuple(dropped), shapes)
+                           tuple(renamed), tuple(dropped), shapes, tuple(counters))
     return report, to_load
 
 
@@ -288,11 +383,12 @@ def load_weights(model, source, map=None, strict: bool = False) -> WeightsReport
     names (after `map`) and shapes match `model`; return the report. With strict=True
     nothing is loaded unless everything matches (WeightsError carries the report)."""
     if isinstance(source, Mapping):
-        file_state, where = source, "<state dict>"
+        file_state, where = _FileState(source), "<state dict>"
     else:
-        file_state, where = read_weights(source), os.fspath(source)
-    report, to_load = match(model.state_dict(), file_state, where, map)
-    if strict and not report.ok:
-        raise WeightsError(report.table(), report)
-    model.load_state_dict(to_load, strict=False)
+        file_state, where = _open(source), os.fspath(source)
+    with file_state:
+        report, to_load = match(model.state_dict(), file_state, where, map)
+        if strict and not report.ok:
+            raise WeightsError(report.table(), report, path=None if where == "<state dict>" else where)
+        model.load_state_dict(to_load, strict=False)
     return report
