@@ -73,10 +73,16 @@ INITS = {
     "constant": (Arg("value", "float"),),
 }
 
-DATA = {
+DATA = {  # the sources live in nnspec/train/data.py (docs/data.md)
     "digits": (),                                      # the embedded 8x8 handwritten digits
     "synthetic": (Arg("samples", "count", 1024), Arg("classes", "count", 10)),
-    "npz": (Arg("path", "str"),),
+    "npz": (Arg("path", "str"),),                      # arrays x, y (x_val/y_val, x_test/y_test)
+    "mnist": (Arg("path", "str"),),                    # a folder of IDX files
+    "fashion": (Arg("path", "str"),),
+    "cifar10": (Arg("path", "str"),),                  # a folder of binary batches
+    "spirals": (Arg("samples", "count", 1024), Arg("classes", "count", 3), Arg("noise", "float", 0.2)),
+    "moons": (Arg("samples", "count", 1024), Arg("noise", "float", 0.1)),
+    "circles": (Arg("samples", "count", 1024), Arg("noise", "float", 0.05), Arg("factor", "prob", 0.5)),
 }
 
 AUGMENTS = {
