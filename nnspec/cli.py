@@ -15,6 +15,7 @@ from .errors import SpecError
 EXTENSIONS: tuple[str, ...] = (
     "nnspec.lint.commands",
     "nnspec.backends.commands",
+    "nnspec.train.commands",
 )
 
 
