@@ -10,7 +10,8 @@ from .analysis import Analysis
 from .errors import Diagnostic, Span, SpecError
 from .spec import Spec, load, loads
 
-__all__ = ["Analysis", "Diagnostic", "Span", "Spec", "SpecError", "load", "loads", "compile", "load_weights"]
+__all__ = ["Analysis", "Diagnostic", "Span", "Spec", "SpecError", "load", "loads", "compile", "load_weights",
+           "train"]
 __version__ = "0.1.0"
 
 
@@ -28,3 +29,11 @@ def load_weights(model, source, map=None, strict: bool = False):
     report of loaded, missing, unexpected and mismatched tensors (`.table()` renders it)."""
     from .backends.weights import load_weights as _load_weights
     return _load_weights(model, source, map=map, strict=strict)
+
+
+def __getattr__(name):
+    # `nnspec.train(spec, …)`: the training package, imported on first use (it is callable)
+    if name == "train":
+        import importlib
+        return importlib.import_module(".train", __name__)
+    raise AttributeError(f"module 'nnspec' has no attribute {name!r}")

@@ -126,7 +126,7 @@ class Trainer:
     # ---- events
     def emit(self, kind: str, **data) -> None:
         event = {"event": kind, **data}
-        if self.log is not None and self.rank == 0:
+        if self.log is not None and self.rank == 0 and kind != "step":  # steps: the live view only
             self.log.write(event)
         self.on_event(event)
 
