@@ -111,6 +111,15 @@ def _tuple_dag(levels: int) -> bytes:
     return ops + b"u."
 
 
+def _legacy(pickle: bytes) -> bytes:
+    """torch's pre-zip format: pickles of its magic number, protocol 1001 and system info,
+    then the object's pickle."""
+    import pickle as p
+    info = {"protocol_version": 1001, "little_endian": True,
+            "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    return p.dumps(0x1950A86A20F9469CFC6C, 2) + p.dumps(1001, 2) + p.dumps(info, 2) + pickle
+
+
 def _deep_tuples(depth: int) -> bytes:
     """{"x": ((((...),),),)} nested `depth` times with TUPLE1."""
     return b"\x80\x02}q\x00X\x01\x00\x00\x00x)" + b"\x85" * depth + b"s."
@@ -249,6 +258,8 @@ CASES = {
     "pth_200k_nested_lists": (lambda d: _with_pickle(d / "w.pth", b"\x80\x02}q\x00X\x01\x00\x00\x00x"
                                                      + b"]" * 200_000 + b"a" * 199_999 + b"s."),
                               "pickle", "more than 100,000 objects at once on its stack"),
+    "pth_legacy_tuple_dag": (lambda d: _write(d / "w.pth", _legacy(_tuple_dag(40))), "pickle",
+                             "spans more than 1,000,000 objects"),
     "pth_junk": (lambda d: _write(d / "w.pth", b"\x80\x02junk"), None, "not a readable PyTorch file"),
     "pth_not_pickle": (lambda d: _write(d / "w.pth", b"hello"),
                        None, "not a readable PyTorch file"),

@@ -26,6 +26,7 @@ Transfer learning, a pretrained trunk and a new 10-class head:
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -247,7 +248,12 @@ def _check_zip(path: str) -> None:
     the pickle is checked by `_check_pickle`."""
     try:
         if not zipfile.is_zipfile(path):
-            return  # the legacy format, or not a torch file: torch.load says which
+            # The legacy format: pickles of a magic number, the protocol, system info, then
+            # the object (the tensors' bytes follow). Not a torch file: torch.load says so.
+            with builtins.open(path, "rb") as f:
+                for _ in range(4):
+                    _check_pickle(f, path)
+            return
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
             packed = next((i for i in infos if i.compress_type != zipfile.ZIP_STORED), None)
