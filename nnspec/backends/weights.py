@@ -26,7 +26,6 @@ Transfer learning, a pretrained trunk and a new 10-class head:
 
 from __future__ import annotations
 
-import builtins
 import io
 import json
 import os
@@ -221,7 +220,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def _read_torch(path: str) -> dict:
     import torch
-    _check_zip(path)
+    _check_torch_file(path)
     try:
         try:  # mmap: tensors are paged in when used, not all read up front
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -242,7 +241,7 @@ def _read_torch(path: str) -> dict:
     return _state_dict(obj, path)
 
 
-def _check_zip(path: str) -> None:
+def _check_torch_file(path: str) -> None:
     """Before torch.load: torch.save writes an uncompressed zip; a compressed record (a "zip
     bomb": 6 MB that inflate to 6 GB) is refused before torch would inflate it in memory, and
     the pickle is checked by `_check_pickle`."""
@@ -250,7 +249,7 @@ def _check_zip(path: str) -> None:
         if not zipfile.is_zipfile(path):
             # The legacy format: pickles of a magic number, the protocol, system info, then
             # the object (the tensors' bytes follow). Not a torch file: torch.load says so.
-            with builtins.open(path, "rb") as f:
+            with open(path, "rb") as f:
                 for _ in range(4):
                     _check_pickle(f, path)
             return
