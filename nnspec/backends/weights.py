@@ -243,8 +243,8 @@ def _read_torch(path: str) -> dict:
 
 def _check_torch_file(path: str) -> None:
     """Before torch.load: torch.save writes an uncompressed zip; a compressed record (a "zip
-    bomb": 6 MB that inflate to 6 GB) is refused before torch would inflate it in memory, and
-    the pickle is checked by `_check_pickle`."""
+    bomb": 6 MB that inflate to 6 GB) is refused before torch would inflate it in memory.
+    The pickles (of the zip, or of the legacy format) are checked by `_check_pickle`."""
     try:
         if not zipfile.is_zipfile(path):
             # The legacy format: pickles of a magic number, the protocol, system info, then
