@@ -89,6 +89,42 @@ def _write(path, data: bytes):
     return path
 
 
+def _with_pickle(path, pickle: bytes):
+    """A torch zip (as torch.save writes it) whose data.pkl is `pickle`, opcodes by hand."""
+    import zipfile
+    torch.save({"fc.weight": torch.zeros(3, 4)}, path.with_suffix(".tmp"))
+    with zipfile.ZipFile(path.with_suffix(".tmp")) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            data = pickle if info.filename.endswith("/data.pkl") else zin.read(info.filename)
+            zout.writestr(info.filename.replace("w.tmp/", "w/", 1), data)
+    path.with_suffix(".tmp").unlink()
+    return path
+
+
+def _tuple_dag(levels: int) -> bytes:
+    """{T1: T2, T3: T4, ...} with T0 = () and T(k+1) = (Tk, Tk) through the memo: a few
+    hundred bytes, but hashing key T(k) visits 2**k tuples (torch.load never returns)."""
+    ops = b"\x80\x02}q\x00(" + b")q\x01"
+    for k in range(levels - 1):
+        m = bytes([1 if k == 0 else 1 + k])
+        ops += b"h" + m + b"h" + m + b"\x86" + b"q" + bytes([2 + k])
+    return ops + b"u."
+
+
+def _legacy(pickle: bytes) -> bytes:
+    """torch's pre-zip format: pickles of its magic number, protocol 1001 and system info,
+    then the object's pickle."""
+    import pickle as p
+    info = {"protocol_version": 1001, "little_endian": True,
+            "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    return p.dumps(0x1950A86A20F9469CFC6C, 2) + p.dumps(1001, 2) + p.dumps(info, 2) + pickle
+
+
+def _deep_tuples(depth: int) -> bytes:
+    """{"x": ((((...),),),)} nested `depth` times with TUPLE1."""
+    return b"\x80\x02}q\x00X\x01\x00\x00\x00x)" + b"\x85" * depth + b"s."
+
+
 def _zip_bytes(d) -> bytes:
     torch.save({"fc.weight": torch.zeros(3, 4)}, d / "plain.pt")
     data = (d / "plain.pt").read_bytes()
@@ -199,8 +235,12 @@ CASES = {
     "missing": (lambda d: d / "nothing.pth", None, "no such file"),
     "fifo": (lambda d: os.mkfifo(d / "w.safetensors") or d / "w.safetensors", None, "not a regular file"),
     "pth_3000_nested_dicts": (lambda d: _nested_dicts(d / "w.pth", 3000, "model") or d / "w.pth",
-                              None, "no tensors found within 8 levels"),
-    "pth_nested_other_key": (lambda d: _nested_dicts(d / "w.pth", 3000, "a") or d / "w.pth",
+                              "pickle", "nests objects more than 100 deep"),
+    "pth_3000_nested_other_key": (lambda d: _nested_dicts(d / "w.pth", 3000, "a") or d / "w.pth",
+                                  "pickle", "nests objects more than 100 deep"),
+    "pth_50_nested_model_dicts": (lambda d: _nested_dicts(d / "w.pth", 50, "model") or d / "w.pth",
+                                  None, "no tensors found within 8 levels"),
+    "pth_nested_other_key": (lambda d: _nested_dicts(d / "w.pth", 50, "a") or d / "w.pth",
                              None, r"no tensors found \(keys: a\)"),
     "pth_pickled_code": (lambda d: torch.save({"fc.weight": torch.zeros(3, 4), "p": _Exploit(d / "pwned")},
                                               d / "w.pth") or d / "w.pth",
@@ -211,6 +251,15 @@ CASES = {
     "pth_zip_bomb": (lambda d: _deflated(d / "w.pth", 20_000_000), "zip record 'w/data/0'",
                      r"refused: record 'w/data/0' is compressed"),
     "pth_damaged_zip": (lambda d: _write(d / "w.pth", _zip_bytes(d)[:-30]), None, "not a readable PyTorch file"),
+    "pth_tuple_dag_hash_bomb": (lambda d: _with_pickle(d / "w.pth", _tuple_dag(40)), "pickle",
+                                "spans more than 1,000,000 objects through shared references"),
+    "pth_tuples_200_deep": (lambda d: _with_pickle(d / "w.pth", _deep_tuples(200)), "pickle",
+                            "nests objects more than 100 deep"),
+    "pth_200k_nested_lists": (lambda d: _with_pickle(d / "w.pth", b"\x80\x02}q\x00X\x01\x00\x00\x00x"
+                                                     + b"]" * 200_000 + b"a" * 199_999 + b"s."),
+                              "pickle", "more than 100,000 objects at once on its stack"),
+    "pth_legacy_tuple_dag": (lambda d: _write(d / "w.pth", _legacy(_tuple_dag(40))), "pickle",
+                             "spans more than 1,000,000 objects"),
     "pth_junk": (lambda d: _write(d / "w.pth", b"\x80\x02junk"), None, "not a readable PyTorch file"),
     "pth_not_pickle": (lambda d: _write(d / "w.pth", b"hello"),
                        None, "not a readable PyTorch file"),

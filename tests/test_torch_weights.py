@@ -240,3 +240,18 @@ def test_float8_tensors_round_trip(tmp_path):
     back = read_safetensors(tmp_path / "f8.safetensors")
     assert back["q"].dtype == torch.float8_e4m3fn and back["q"].float().tolist() == [1.0, -2.0, 0.5]
     assert back["r"].dtype == torch.float8_e5m2 and back["r"].float().tolist() == [4.0]
+
+
+def test_a_real_training_checkpoint_passes_the_pickle_checks(tmp_path):
+    """Model, Adam state after a step, scheduler, epoch and RNG state: nested dicts, lists and
+    shared tensors, all well within the pickle limits; the model part loads."""
+    a = _model()
+    opt = torch.optim.Adam(a.parameters(), lr=0.1)
+    a(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.StepLR(opt, 3)
+    torch.save({"epoch": 3, "model": a.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                "history": [{"loss": 1.0, "acc": [0.5, 0.6]}] * 100}, tmp_path / "ckpt.pt")
+    b = _model()
+    assert load_weights(b, tmp_path / "ckpt.pt").ok and torch.equal(a.head.weight, b.head.weight)

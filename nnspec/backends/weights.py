@@ -9,9 +9,13 @@ read by `nnspec.checkpoint` (a JSON header and raw little-endian data: no code, 
 needed), lazily: only the tensors that fit the model are read.
 
 A file that cannot be read or is refused raises `WeightsError`, whose `path` and `field`
-say where ("tensor 'fc.weight' data_offsets", "header", ...): damaged or hostile files
-(nested JSON, huge numbers, overlapping offsets, pickled code, ...) give one line, never a
-traceback.
+say where ('tensor "fc.weight" data_offsets', "header", "pickle", ...): damaged or hostile
+files (nested JSON, huge numbers, overlapping offsets, pickled code, ...) give one line,
+never a traceback. Before torch.load sees a .pt zip, its records must be uncompressed (no
+zip bombs) and its pickle is followed opcode by opcode, building nothing (`_check_pickle`):
+nesting, stack size and the objects reachable through shared references are bounded (a
+300-byte pickle of tuples that share tuples makes torch.load hash 2**40 of them). The
+tensors are then memory-mapped, not read up front.
 
 Transfer learning, a pretrained trunk and a new 10-class head:
 
@@ -22,6 +26,7 @@ Transfer learning, a pretrained trunk and a new 10-class head:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -215,7 +220,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def _read_torch(path: str) -> dict:
     import torch
-    _check_zip(path)
+    _check_torch_file(path)
     try:
         try:  # mmap: tensors are paged in when used, not all read up front
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -236,21 +241,135 @@ def _read_torch(path: str) -> dict:
     return _state_dict(obj, path)
 
 
-def _check_zip(path: str) -> None:
-    """torch.save writes an uncompressed zip; a compressed record (a "zip bomb": 6 MB that
-    inflate to 6 GB) is refused before torch would inflate it in memory."""
+def _check_torch_file(path: str) -> None:
+    """Before torch.load: torch.save writes an uncompressed zip; a compressed record (a "zip
+    bomb": 6 MB that inflate to 6 GB) is refused before torch would inflate it in memory.
+    The pickles (of the zip, or of the legacy format) are checked by `_check_pickle`."""
     try:
         if not zipfile.is_zipfile(path):
-            return  # the legacy format, or not a torch file: torch.load says which
+            # The legacy format: pickles of a magic number, the protocol, system info, then
+            # the object (the tensors' bytes follow). Not a torch file: torch.load says so.
+            with open(path, "rb") as f:
+                for _ in range(4):
+                    _check_pickle(f, path)
+            return
         with zipfile.ZipFile(path) as z:
-            packed = next((i for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED), None)
+            infos = z.infolist()
+            packed = next((i for i in infos if i.compress_type != zipfile.ZIP_STORED), None)
+            if packed is not None:
+                raise WeightsError(f"{path}: refused: record {packed.filename[:80]!r} is compressed "
+                                   f"(torch.save writes none; inflating it could take any amount of "
+                                   f"memory)", path=path, field=f"zip record {packed.filename[:80]!r}")
+            pkl = next((i for i in infos if i.filename.endswith("data.pkl")), None)
+            if pkl is not None:
+                with z.open(pkl) as f:  # in memory when small (many small reads otherwise)
+                    _check_pickle(io.BytesIO(f.read()) if pkl.file_size < 1 << 28 else f, path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise WeightsError(f"{path}: not a readable PyTorch file (damaged zip: "
                            f"{_one_line(str(e))[:200]})", path=path) from None
-    if packed is not None:
-        raise WeightsError(f"{path}: refused: record {packed.filename[:80]!r} is compressed "
-                           f"(torch.save writes none; inflating it could take any amount of "
-                           f"memory)", path=path, field=f"zip record {packed.filename[:80]!r}")
+
+
+MAX_PICKLE_DEPTH = 100        # a state dict nests < 10 deep; an optimizer checkpoint < 20
+MAX_PICKLE_OBJECTS = 1_000_000
+MAX_PICKLE_STACK = 100_000    # pickle batches items by 1,000
+
+
+class _Node:
+    """An object the pickle builds: how deep it nests, how many objects it spans when shared
+    references are counted each time (what hashing or printing it would visit)."""
+    __slots__ = ("depth", "size")
+
+    def __init__(self, depth: int = 0, size: int = 1):
+        self.depth, self.size = depth, size
+
+
+def _pickle_table() -> dict:
+    """opcode -> (action, items popped below a mark or in all, whether it pops to a mark,
+    items pushed), from pickletools' description of each opcode's stack effect."""
+    import pickletools
+    special = {"PUT": "put", "BINPUT": "put", "LONG_BINPUT": "put", "MEMOIZE": "memoize",
+               "GET": "get", "BINGET": "get", "LONG_BINGET": "get", "MARK": "mark", "STOP": "stop",
+               "DUP": "dup", "APPEND": "fill", "APPENDS": "fill", "SETITEM": "fill",
+               "SETITEMS": "fill", "ADDITEMS": "fill", "BUILD": "fill"}
+    table = {}
+    for op in pickletools.opcodes:
+        before = op.stack_before
+        to_mark = pickletools.markobject in before
+        k = before.index(pickletools.markobject) if to_mark else len(before)
+        table[op.code] = (special.get(op.name, "make"), k, to_mark, len(op.stack_after))
+    return table
+
+
+def _check_pickle(f, path: str) -> None:
+    """Follow the pickle's opcodes (no object is built) and refuse nesting deeper than
+    MAX_PICKLE_DEPTH, or objects that span more than MAX_PICKLE_OBJECTS through shared
+    references: a 300-byte file of tuples of tuples (each level twice the one below) makes
+    torch.load hash 2**40 tuples, forever. Malformed opcodes are left to torch.load."""
+    import pickletools
+    global _PICKLE_TABLE
+    table = _PICKLE_TABLE = _PICKLE_TABLE or _pickle_table()
+    stack: list = []
+    marks: list[int] = []
+    memo: dict = {}
+    count = 0
+    limit = MAX_PICKLE_OBJECTS
+
+    def refuse(why: str):
+        raise WeightsError(f"{path}: refused: the pickle {why}; a state dict of tensors does not",
+                           path=path, field="pickle")
+
+    try:
+        for op, arg, _ in pickletools.genops(f):
+            count += 1
+            action, k, to_mark, pushed = table[op.code]
+            if action == "put":
+                memo[arg] = stack[-1]
+                continue
+            if action == "memoize":
+                memo[len(memo)] = stack[-1]
+                continue
+            if action == "get":
+                stack.append(memo[arg])
+                continue
+            if action == "mark":
+                marks.append(len(stack))
+                continue
+            if action == "stop":
+                break
+            if to_mark:
+                at = marks.pop() - k
+            else:
+                at = len(stack) - k
+            if at < 0:
+                return  # malformed: torch.load reports it
+            popped = stack[at:]
+            del stack[at:]
+            if not pushed:
+                continue
+            if action == "fill":  # filled in place: the memo sees it
+                node, children = popped[0], popped[1:]
+            elif action == "dup":
+                stack += [popped[0], popped[0]]
+                continue
+            else:
+                node, children = _Node(), popped
+            for c in children:
+                if c.depth >= node.depth:
+                    node.depth = c.depth + 1
+                node.size = min(node.size + c.size, 2 * limit)
+            if node.depth > MAX_PICKLE_DEPTH:
+                refuse(f"nests objects more than {MAX_PICKLE_DEPTH} deep")
+            if node.size > limit + 16 * count:
+                refuse(f"builds an object that spans more than {limit:,} objects through "
+                       f"shared references")
+            stack += [node] * pushed
+            if len(stack) > MAX_PICKLE_STACK:
+                refuse(f"holds more than {MAX_PICKLE_STACK:,} objects at once on its stack")
+    except (ValueError, KeyError, IndexError, EOFError):
+        return  # not a pickle we can follow: torch.load reports it
+
+
+_PICKLE_TABLE: dict | None = None
 
 
 def _one_line(text: str) -> str:
@@ -279,14 +398,17 @@ def _state_dict(obj, where: str) -> dict:
         if not isinstance(obj, Mapping):
             raise WeightsError(f"{where}: expected a state dict, found a {type(obj).__name__}",
                                path=where)
+        # A checkpoint key holding a dict first: a state dict's values are all tensors, and a
+        # checkpoint may hold a tensor of its own beside the model (the RNG state).
+        inner = next((obj[k] for k in _CHECKPOINT_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is not None:
+            obj = inner
+            continue
         tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
         if tensors:
             return tensors
-        inner = next((obj[k] for k in _CHECKPOINT_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None:
-            keys = ", ".join(str(k)[:40] for k in list(obj)[:8])
-            raise WeightsError(f"{where}: no tensors found (keys: {keys or 'none'})", path=where)
-        obj = inner
+        keys = ", ".join(k[:40] if isinstance(k, str) else type(k).__name__ for k in list(obj)[:8])
+        raise WeightsError(f"{where}: no tensors found (keys: {keys or 'none'})", path=where)
     raise WeightsError(f"{where}: no tensors found within {_MAX_NESTING} levels of "
                        f"checkpoint keys ({', '.join(_CHECKPOINT_KEYS)})", path=where)
 
