@@ -27,7 +27,9 @@ def register(sub) -> None:
     t.add_argument("--batch", type=_positive, help="override `batch`")
     t.add_argument("--lr", type=_positive_float, help="override the optimizer's learning rate")
     t.add_argument("--seed", type=_nonneg, help="override `seed`")
-    t.add_argument("--run", metavar="DIR", help="the run directory (default: a new one under runs/)")
+    t.add_argument("--run", "--run-dir", dest="run", metavar="DIR",
+                   help="the run directory (default: a new one under runs/); under torchrun write "
+                        "--run-dir (torchrun takes --run for its own --run-path)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run DIR")
     t.add_argument("--init-from", metavar="FILE", help="start from these weights (transfer learning)")
     t.add_argument("--backend", choices=("torch",), default="torch")
@@ -218,7 +220,17 @@ def _render(e: dict) -> str:
     return buf.getvalue()
 
 
+class _Quiet(_Plain):
+    """Processes other than rank 0 under torchrun: rank 0 alone reports."""
+
+    def event(self, e: dict) -> None:
+        pass
+
+
 def _view():
+    import os
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return _Quiet()
     return _Live() if sys.stdout.isatty() else _Plain()
 
 

@@ -228,6 +228,8 @@ class Trainer:
         result = self._finish(run_dir, state, stopped, time.perf_counter() - t0)
         if self.log is not None:
             self.log.close()
+        if self._world > 1:
+            self.backend.close()
         return result
 
     def _base_lr(self) -> float:
@@ -300,6 +302,8 @@ class Trainer:
             raise TrainError("--resume needs --run DIR (the run directory to continue)")
         else:
             path = runs.new_run_dir(self.graph.file, self.o.runs_root)
+        if self._world > 1:  # every process writes to (rank 0) or reads from the same folder
+            path = Path(self.backend.broadcast(str(path)))
         if self.rank == 0:
             try:
                 runs.prepare(path)

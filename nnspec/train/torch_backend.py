@@ -153,9 +153,22 @@ class TorchBackend:
         dist.all_reduce(t)
         return float(t) / dist.get_world_size()
 
+    def broadcast(self, value):
+        """Rank 0's value, on every process."""
+        import torch.distributed as dist
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def barrier(self) -> None:
         import torch.distributed as dist
         dist.barrier()
+
+    def close(self) -> None:
+        import torch.distributed as dist
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
     def grad_norms(self) -> dict[str, float]:
         """The gradient norm of every trainable parameter after the last step."""
