@@ -245,22 +245,23 @@ def _digits(options, base, input_shape) -> _Raw:
 def _npz(options, base, input_shape) -> _Raw:
     path = _path(options, base)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DataError(f"{path}: not an .npz archive")
-            arrays = {k: archive[k] for k in archive.files}
-    except DataError:
-        raise
+        with open(path, "rb") as f:
+            magic = f.read(4)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise DataError(f"{path}: not an .npz archive (a zip file of .npy arrays, as np.savez writes)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
     except ValueError as err:
         why = "holds object arrays (pickled Python objects), which are never loaded" \
             if "allow_pickle" in str(err) else f"not a valid .npz archive ({err})"
         raise DataError(f"{path}: {why}") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:
         raise DataError(f"{path}: cannot be read as an .npz archive ({err or type(err).__name__})") from None
-    except AttributeError:  # np.load returned a plain array: an .npy file renamed
-        raise DataError(f"{path}: not an .npz archive") from None
     if "x" not in arrays or "y" not in arrays:
         missing = " and ".join(f"'{k}'" for k in ("x", "y") if k not in arrays)
         raise DataError(f"{path}: no array {missing} (found: {', '.join(sorted(arrays)) or 'nothing'}); "
@@ -340,8 +341,10 @@ def _read(path: pathlib.Path) -> bytes:
         data = path.read_bytes()
         if data[:2] == b"\x1f\x8b":
             data = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: cannot be read ({'truncated or corrupt gzip data' if not isinstance(err, FileNotFoundError) else err})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        raise DataError(f"{path}: cannot be read (truncated or corrupt gzip data)") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
     return data
 
 
