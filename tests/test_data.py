@@ -413,3 +413,29 @@ def test_the_digits_ship_in_the_wheel_and_no_torch_is_imported():
     code = ("import sys, nnspec.train.data as d, nnspec.train.augment; d.load('digits'); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_docs_examples_run():
+    """The >>> examples of docs/data.md and of the two modules' docstrings are doctests."""
+    import doctest
+
+    from nnspec.train import augment
+    for module in (data, augment):
+        result = doctest.testmod(module, verbose=False, report=False)
+        assert result.attempted and not result.failed, module.__name__
+    import re
+    text = (ROOT / "docs" / "data.md").read_text("utf-8")
+    bodies = re.findall(r"^```python\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for body in bodies:
+        runner.run(doctest.DocTestParser().get_doctest(body, {}, "docs/data.md", "docs/data.md", 0))
+    assert len(bodies) == 2 and runner.tries >= 8 and runner.failures == 0
+
+
+def test_docs_describe_every_source_and_augment():
+    from nnspec.train import augment
+    text = (ROOT / "docs" / "data.md").read_text("utf-8")
+    for name in list(config.DATA) + list(augment.AUGMENTS):
+        assert f"`{name}" in text or f"data {name}" in text, name
+    for fact in ("1,259 train / 269 validation / 269 test", "PCG64(1797)", "CC BY 4.0"):
+        assert fact in text
