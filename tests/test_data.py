@@ -15,6 +15,8 @@ import tomllib
 import numpy as np
 import pytest
 from conftest import ROOT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import nnspec
 from nnspec import config
@@ -439,3 +441,33 @@ def test_docs_describe_every_source_and_augment():
         assert f"`{name}" in text or f"data {name}" in text, name
     for fact in ("1,259 train / 269 validation / 269 test", "PCG64(1797)", "CC BY 4.0"):
         assert fact in text
+
+
+# ---- hostile bytes: a DataError or data, never another exception ----------------------------------
+
+HEADERS = st.sampled_from([b"", b"\x00\x00\x08\x03", b"\x00\x00\x08\x01", b"\x1f\x8b", b"PK\x03\x04"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(head=HEADERS, body=st.binary(max_size=120), zipped=st.booleans())
+def test_random_bytes_never_escape_as_another_exception(tmp_path, head, body, zipped):
+    blob = gzip.compress(head + body) if zipped else head + body
+    path = tmp_path / "blob.npz"
+    path.write_bytes(blob)
+    for read in (lambda: data.read_idx(path, 3), lambda: data.read_idx(path, 1),
+                 lambda: data.read_cifar(path), lambda: data.load(str(path))):
+        try:
+            read()
+        except DataError as err:
+            assert str(err).startswith(f"{path}: ")
+
+
+def test_every_truncation_of_an_npz_is_a_clean_error(tmp_path):
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, x=np.arange(60.0).reshape(20, 3), y=np.arange(20) % 3)
+    whole = good.read_bytes()
+    cut = tmp_path / "cut.npz"
+    for n in range(0, len(whole), 7):
+        cut.write_bytes(whole[:n])
+        with pytest.raises(DataError, match="cut.npz: "):
+            data.load(str(cut))
