@@ -388,8 +388,13 @@ def test_source_names_and_errors():
     with pytest.raises(DataError) as err:
         data.load("digit")
     assert "unknown data source 'digit'" in str(err.value) and "digits" in str(err.value)
-    with pytest.raises(DataError, match="data mnist needs a path"):
-        data.load("mnist:")
+    for text in ("mnist:", "mnist", " MNIST: "):
+        with pytest.raises(DataError) as err:
+            data.load(text)
+        assert str(err.value) == ('data mnist needs a path: `mnist:~/data/mnist` on the command line, '
+                                  '`data mnist("~/data/mnist")` in a spec')
+    with pytest.raises(DataError, match=r"unknown data source 'mnistt' \(did you mean 'mnist'\?\)"):
+        data.load("mnistt:/data")
     with pytest.raises(DataError, match="noise must be zero or positive"):
         data.load(choice("moons", noise=-1.0))
 

@@ -37,9 +37,7 @@ from ..ops import REQUIRED
 DIGITS_SPLIT = (0.15, 0.15)          # test, validation
 DIGITS_SEED = 1797
 SYNTHETIC_TEST = 0.2                 # the fixed test share of the generated sets
-IMAGE_FILES = {  # CLI / spec name -> what the folder must hold
-    "mnist": "MNIST", "fashion": "FashionMNIST",
-}
+_TORCHVISION = {"mnist": "MNIST", "fashion": "FashionMNIST"}   # their folders under torchvision's root
 _IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 _CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -187,12 +185,12 @@ def _parse(choice) -> tuple[str, dict[str, Any]]:
         elif text.lower().endswith(".npz"):
             name, given = "npz", {"path": text}
         else:
-            name, given = text.lower(), {}
+            name, given = (head if colon else text).lower(), {}
     else:
         raise DataError(f"a data source is a name or a path, got {choice!r}")
     if name not in DATA:
         hint = did_you_mean(name, DATA)
-        raise DataError(f"unknown data source '{name}'" + (f"; {hint}" if hint else "")
+        raise DataError(f"unknown data source '{name}'" + (f" ({hint})" if hint else "")
                         + "; sources: digits, FILE.npz, mnist:DIR, fashion:DIR, cifar10:DIR, "
                         "spirals, moons, circles, synthetic")
     options = {}
@@ -201,11 +199,14 @@ def _parse(choice) -> tuple[str, dict[str, Any]]:
             options[arg.name] = given[arg.name]
         elif arg.default is not REQUIRED:
             options[arg.name] = arg.default
+        elif arg.name == "path":
+            options["path"] = ""                                  # said just below
         else:
-            raise DataError(f"data {name} needs '{arg.name}', e.g. `{name}:DIR` on the command line "
-                            f"or `data {name}(\"DIR\")` in the spec")
+            raise DataError(f"data {name} needs '{arg.name}'")
     if "path" in options and not str(options["path"]).strip():
-        raise DataError(f"data {name} needs a path, e.g. `{name}:~/data/{name}`")
+        where = "FILE.npz" if name == "npz" else f"~/data/{name}"
+        raise DataError(f"data {name} needs a path: `{name}:{where}` on the command line, "
+                        f"`data {name}(\"{where}\")` in a spec")
     return name, options
 
 
@@ -379,7 +380,7 @@ def _idx_source(name):
                             "and the other IDX files)")
         parts = {}
         for split, (images, labels) in _IDX.items():
-            found = [_find(folder, f, "raw", f"{IMAGE_FILES[name]}/raw") for f in (images, labels)]
+            found = [_find(folder, f, "raw", f"{_TORCHVISION[name]}/raw") for f in (images, labels)]
             if found == [None, None] and split == "test":
                 continue
             for f, p in zip((images, labels), found):
