@@ -403,6 +403,15 @@ def test_every_data_choice_has_a_source():
     assert set(config.DATA) == set(data._SOURCES)
 
 
+@pytest.mark.parametrize("name", ["digits", "spirals", "moons", "circles", "synthetic"])
+def test_facts_agree_with_the_loaded_data(name):
+    f = data.facts(name)
+    s = data.load(name, input_shape=(4, 3))
+    assert f.samples == len(s.train) + len(s.val or ()) + len(s.test) and f.classes == s.classes
+    assert f.sample_shape == (s.train.sample_shape if name != "synthetic" else None)
+    assert data.facts(f"mnist:{ROOT}") == data.Facts(70000, 10, (1, 28, 28))
+
+
 def test_batches_cover_the_permutation():
     s = data.load("moons")
     order = data.permutation(len(s.train), np.random.default_rng(5))

@@ -165,6 +165,31 @@ def batches(dataset: Dataset, batch_size: int, order: np.ndarray | None = None, 
         yield dataset.x[idx], dataset.y[idx]
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a source gives, known without reading a file: None where only the file (or, for
+    synthetic, the spec's input) can tell."""
+    samples: int | None               # all splits together
+    classes: int | None
+    sample_shape: tuple[int, ...] | None
+
+
+def facts(choice_or_str) -> Facts:
+    """The facts of a source for the linter and reports (no file is opened).
+
+    >>> facts("digits")
+    Facts(samples=1797, classes=10, sample_shape=(1, 8, 8))
+    """
+    name, o = _parse(choice_or_str)
+    fixed = {"digits": Facts(1797, 10, (1, 8, 8)), "mnist": Facts(70000, 10, (1, 28, 28)),
+             "fashion": Facts(70000, 10, (1, 28, 28)), "cifar10": Facts(60000, 10, (3, 32, 32)),
+             "npz": Facts(None, None, None)}
+    if name in fixed:
+        return fixed[name]
+    classes = o.get("classes", 2)
+    return Facts(o["samples"], classes, None if name == "synthetic" else (2,))
+
+
 def split_indices() -> dict[str, np.ndarray]:
     """The embedded digits' fixed split: sorted indices into the 1,797 images."""
     _, y = _digits_arrays()
