@@ -142,7 +142,7 @@ def test_npz_round_trip_with_a_test_split_and_relative_path(tmp_path):
     xt, yt = rng.normal(size=(10, 5)), rng.integers(0, 4, 10)
     np.savez(tmp_path / "train.npz", x=x, y=y, x_test=xt, y_test=yt)
     s = data.load("train.npz", root=tmp_path)
-    assert (s.name, s.classes, s.val) == ("train", 4, None)
+    assert (s.name, s.classes, s.val) == ("train.npz", 4, None)
     assert s.mean.shape == (5,)                                        # per feature
     np.testing.assert_allclose(s.mean, x.mean(0), rtol=1e-5)
     np.testing.assert_allclose(s.std, x.std(0), rtol=1e-5)

@@ -320,7 +320,7 @@ def _npz(options, base, input_shape) -> _Raw:
                     at = int(np.argmax(y >= classes))
                     raise DataError(f"{path}: label {int(y[at])} of {parts[k][1]}[{at}] is out of range "
                                     f"for {classes} classes (labels are 0..{classes - 1})")
-    return _Raw(path.stem, f"npz: {path}", got["train"], got.get("val"), got.get("test"), classes)
+    return _Raw(path.name, f"npz: {path}", got["train"], got.get("val"), got.get("test"), classes)
 
 
 def _arrays(path, x, y, xname, yname) -> tuple[np.ndarray, np.ndarray]:
