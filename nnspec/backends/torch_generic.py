@@ -20,7 +20,8 @@ from .torch import _INPLACE_AFTER, TORCH, Layer, Unsupported, _reserved_names, a
 
 # Ops written inline in a forward rather than as modules (no parameters, one-liners).
 INLINE = frozenset({"flatten", "global_avgpool", "identity", "add", "concat"})
-CUSTOM = frozenset({"GlobalAvgPool", "Maxout", "Add", "Concat"})  # classes of torch_layers
+CUSTOM = frozenset({"GlobalAvgPool", "Maxout", "Add", "Concat", "Mul", "StochasticDepth",
+                    "ChannelLayerNorm"})  # classes of torch_layers
 _STATEFUL = frozenset(name for name, op in OPS.items() if type(op).tensors is not Op.tensors)
 
 
@@ -383,6 +384,14 @@ class Generic:
         if mg.kind == "add":
             self.put_fwd(f"{target} = {' + '.join(vars_)}")
             c = outs[0].c
+        elif mg.kind == "mul":  # broadcasting: the channels are those of the paths not of 1
+            self.put_fwd(f"{target} = {' * '.join(vars_)}")
+            cs = {o.c for o in outs} - {1}
+            if len(cs) > 1:
+                raise NotGeneric("the paths of a mul differ in channels")
+            c = cs.pop() if cs else 1
+        elif mg.kind != "concat":
+            raise NotGeneric(f"no generic source for the merge {mg.kind}")
         else:
             self.put_fwd(f"{target} = torch.cat([{', '.join(vars_)}], 1)")
             c = outs[0].c

@@ -55,7 +55,8 @@ def _f(op: str, a: dict):
         return lambda z: z if z > 0 else alpha * math.expm1(z)
     if op == "gelu":
         return lambda z: z * 0.5 * (1 + math.erf(z / math.sqrt(2)))
-    raise KeyError(op)
+    row = _row(op)  # any other activation: its formula in the registry's table
+    return lambda z: float(row.f(z, a, _numpy()))
 
 
 def _slope(op: str, a: dict):
@@ -71,7 +72,21 @@ def _slope(op: str, a: dict):
         return lambda z: 1.0 if z > 0 else alpha * math.exp(z)
     if op == "gelu":
         return lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2))) + z * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-    raise KeyError(op)
+    row = _row(op)
+    xp = _numpy()
+    return lambda z: float(row.df(row.f(z, a, xp) if row.keeps == "output" else z, a, xp))
+
+
+def _row(op: str):
+    from ..ops import ACTIVATIONS
+    if op not in ACTIVATIONS:
+        raise KeyError(op)
+    return ACTIVATIONS[op]
+
+
+def _numpy():
+    from ..ops import NUMPY
+    return NUMPY
 
 
 def expect(op: str, attrs: dict, var: float, what: str = "square") -> float:

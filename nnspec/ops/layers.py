@@ -13,6 +13,7 @@ class LRN(Op):
     name = "lrn"
     category = "norm"
     keeps = frozenset({"input", "output"})
+    example = Example(((6, 5, 5),), (3,))
     doc = "Local response normalisation across `size` neighbouring channels (AlexNet)."
     args = (Arg("size", "count"), Arg("alpha", "float", 1e-4), Arg("beta", "float", 0.75),
             Arg("k", "float", 1.0))
@@ -155,6 +156,23 @@ class Dropout(Op):
 
 
 @register
+class StochasticDepth(Op):
+    name = "stochastic_depth"
+    category = "regularization"
+    traits = frozenset({"elementwise", "random", "train_only", "linear_eval"})
+    keeps = frozenset()  # its mask is one value per sample (row) or per batch: nothing to count
+    example = Example(((4, 5, 5),), (0.2,))
+    doc = ("Stochastic depth (Huang et al. 2016) on a residual branch: in training, zero the "
+           "whole branch with probability p per sample (`mode=\"row\"`) or for the whole batch "
+           "(`\"batch\"`) and scale survivors by 1/(1−p); identity at evaluation "
+           "(torchvision's StochasticDepth).")
+    args = (Arg("p", "prob"), Arg("mode", "enum:row|batch", "row"))
+
+    def label(self, a):
+        return f"stochastic_depth {a['p']:g}" + ("" if a["mode"] == "row" else " batch")
+
+
+@register
 class Identity(Op):
     name = "identity"
     category = "reshape"
@@ -206,6 +224,35 @@ class Concat(Op):
 
     def explain_shape(self, ins, out, a):
         return [" + ".join(str(s[0]) for s in ins) + f" = {out[0]} channels"]
+
+
+@register
+class Mul(Op):
+    name = "mul"
+    category = "merge"
+    traits = frozenset({"merge"})
+    keeps = frozenset({"input"})  # each factor's gradient is the other factors
+    example = Example(((4, 5, 5), (4, 1, 1)))
+    n_inputs = 0
+    doc = ("element-wise product of parallel paths, broadcasting axes of size 1 (squeeze-and-"
+           "excitation: a Cx1x1 path scales the CxHxW map); no MACs counted")
+
+    def infer(self, ins, a):
+        rank = len(ins[0])
+        out = []
+        for axis in range(rank):
+            sizes = {s[axis] for s in ins if len(s) == rank} - {1}
+            if any(len(s) != rank for s in ins) or len(sizes) > 1:
+                raise ShapeError("NN022", "mul needs paths whose shapes broadcast (each axis equal "
+                                          "or 1, same rank), got " + ", ".join(shape_str(s) for s in ins),
+                                 per_input=True,
+                                 help="pool the gating path to Cx1x1 (`adaptive_avgpool(1)`) or give "
+                                      "both paths the same shape")
+            out.append(sizes.pop() if sizes else 1)
+        return tuple(out)
+
+    def explain_shape(self, ins, out, a):
+        return [" * ".join(shape_str(s) for s in ins) + f" -> {shape_str(out)} (axes of size 1 broadcast)"]
 
 
 @register
