@@ -32,6 +32,9 @@ EXPECTED = {
     "resnet50": (25_557_032, 4_089_184_256, 53_120, (1000,)),
     "resnet152": (60_192_808, 11_513_626_624, 151_424, (1000,)),
     "googlenet": (6_624_904, 1_498_376_192, 14_560, (1000,)),
+    # torchvision's efficientnet_b0: params, MACs (forward hooks) and buffers measured there
+    # (tests/data/torchvision/efficientnet_b0.json)
+    "efficientnet_b0": (5_288_548, 385_814_752, 42_016, (1000,)),
     # LeNet-5: 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706 (domain.md);
     # MACs 6*28*28*25 + 16*10*10*150 + 400*120 + 120*84 + 84*10 = 416,520
     "lenet5": (61_706, 416_520, 0, (10,)),
@@ -50,6 +53,7 @@ PARITY = {
     "resnet50": "resnet50",
     "resnet152": "resnet152",
     "googlenet": "googlenet",
+    "efficientnet_b0": "efficientnet_b0",
 }
 
 
