@@ -246,8 +246,9 @@ class Mul(Op):
                 raise ShapeError("NN022", "mul needs paths whose shapes broadcast (each axis equal "
                                           "or 1, same rank), got " + ", ".join(shape_str(s) for s in ins),
                                  per_input=True,
-                                 help="pool the gating path to Cx1x1 (`adaptive_avgpool(1)`) or give "
-                                      "both paths the same shape")
+                                 help=f"along each axis the sizes must be equal or 1: e.g. a gate "
+                                      f"`adaptive_avgpool(1) conv({max(s[0] for s in ins)}, 1) sigmoid` "
+                                      f"scales every channel")
             out.append(sizes.pop() if sizes else 1)
         return tuple(out)
 
