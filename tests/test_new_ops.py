@@ -310,3 +310,55 @@ def test_lint_reads_specs_with_the_new_ops(op):
     from nnspec.lint.engine import lint_source
     r = lint_source(example_spec(op), "ex.nn")
     assert not r.fatal
+
+
+# ---- random transposed convolutions and up-samplings: PyTorch as the oracle -------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def upsampling_case(draw):
+    """(input shape, spec line, the torch module written directly)"""
+    rank = draw(st.sampled_from([1, 2]))
+    c = draw(st.sampled_from([2, 4]))
+    shape = (c,) + (draw(st.integers(1, 6)),) * rank
+    if draw(st.booleans()):
+        g = draw(st.sampled_from([1, 2]))
+        k, s, d = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+        p, op = draw(st.integers(0, 3)), draw(st.integers(0, 2))
+        line = f"conv_transpose({2 * g}, {k}, stride={s}, pad={p}, output_pad={op}, dilation={d}, groups={g})"
+        cls = nn.ConvTranspose1d if rank == 1 else nn.ConvTranspose2d
+        return shape, line, lambda: cls(c, 2 * g, k, stride=s, padding=p, output_padding=op,
+                                        dilation=d, groups=g)
+    mode, f = draw(st.sampled_from(["nearest", "bilinear"])), draw(st.integers(1, 3))
+    torch_mode = mode if mode == "nearest" else ("linear" if rank == 1 else "bilinear")
+    kw = {} if mode == "nearest" else {"align_corners": False}
+    return shape, f"upsample({f}, mode=\"{mode}\")", \
+        lambda: nn.Upsample(scale_factor=float(f), mode=torch_mode, **kw)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(upsampling_case())
+def test_up_sampling_shapes_and_refusals_agree_with_pytorch(case):
+    shape, line, module = case
+    text = f"input {'x'.join(map(str, shape))}\nup: {line}\n"
+    x = torch.randn(2, *shape)
+    try:
+        spec = nnspec.loads(text)
+    except nnspec.SpecError:  # refused statically: PyTorch refuses it, or outputs nothing
+        try:
+            y = module()(x)
+        except (RuntimeError, ValueError):
+            return
+        assert y.numel() == 0, text
+        return
+    model = nnspec.compile(spec)
+    ref = module()
+    same_weights(model.up, ref)
+    with torch.no_grad():
+        y = model(x)
+        assert torch.allclose(y, ref(x), atol=1e-5), text
+    assert tuple(y.shape[1:]) == spec.graph.nodes[-1].shape, text
+    assert spec.analyze().totals.params == sum(p.numel() for p in ref.parameters())
