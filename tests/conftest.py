@@ -60,8 +60,7 @@ def example_spec(op: str) -> str:
     from nnspec.ops.base import _lit, shape_str
     opdef = OPS[op]
     ex = opdef.example
-    parts = [_lit(v) for v in ex.pos] + [f"{k}={_lit(v)}" for k, v in ex.kw.items()]
-    call = op + (f"({', '.join(parts)})" if parts else "")
+    call = example_call(op)
     if opdef.category != "merge":
         return f"input {shape_str(ex.inputs[0])}\n{call}\n"
     first = ex.inputs[0]
@@ -72,3 +71,12 @@ def example_spec(op: str) -> str:
             path += f" adaptive_avgpool({_lit(shape[1:])})"
         lines.append(f"  {{ {path} }}")
     return "\n".join(lines + ["}", ""])
+
+
+def example_call(op: str) -> str:
+    """The op called with its registry example's arguments: `conv(6, 3, stride=2, pad=1)`."""
+    from nnspec.ops import OPS
+    from nnspec.ops.base import _lit
+    ex = OPS[op].example
+    parts = [_lit(v) for v in ex.pos] + [f"{k}={_lit(v)}" for k, v in ex.kw.items()]
+    return op + (f"({', '.join(parts)})" if parts else "")

@@ -362,3 +362,31 @@ def test_up_sampling_shapes_and_refusals_agree_with_pytorch(case):
         assert torch.allclose(y, ref(x), atol=1e-5), text
     assert tuple(y.shape[1:]) == spec.graph.nodes[-1].shape, text
     assert spec.analyze().totals.params == sum(p.numel() for p in ref.parameters())
+
+
+def test_train_section_initialisation_covers_the_new_layers():
+    """Transposed convs are drawn by fan like convs (fans as torch.nn.init reads the weight);
+    normalisation layers start at γ = 1, β = 0."""
+    text = """input 16x8x8
+up: conv_transpose(32, 4, stride=2, pad=1)
+ln: layernorm(over="channels")
+gn: groupnorm(4)
+inorm: instancenorm(affine=true)
+train {
+  init he(dist=normal, mode=fan_in)
+  seed 3
+}
+"""
+    model = nnspec.compile(nnspec.loads(text))
+    w = model.up.weight.detach()
+    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(w)
+    assert fan_in == 32 * 4 * 4
+    assert abs(w.std().item() / math.sqrt(2 / fan_in) - 1) < 0.05
+    assert torch.all(model.up.bias == 0)
+    for name in ("ln", "gn", "inorm"):
+        m = getattr(model, name)
+        assert torch.all(m.weight == 1) and torch.all(m.bias == 0), name
+    default = nnspec.compile(nnspec.loads(text.replace("init he(dist=normal, mode=fan_in)", "init default")))
+    w = default.up.weight.detach()
+    bound = 1 / math.sqrt(fan_in)  # torch's own ConvTranspose2d.reset_parameters bound
+    assert w.abs().max().item() <= bound and w.abs().max().item() > 0.95 * bound
