@@ -390,3 +390,15 @@ train {
     w = default.up.weight.detach()
     bound = 1 / math.sqrt(fan_in)  # torch's own ConvTranspose2d.reset_parameters bound
     assert w.abs().max().item() <= bound and w.abs().max().item() > 0.95 * bound
+
+
+def test_nothing_overwrites_what_stochastic_depth_passes_through_at_evaluation():
+    """At evaluation stochastic depth returns its input itself; a ReLU after it must not run in
+    place when another path (here the residual's identity) reads that input."""
+    spec, model = build("input 4x5x5\nc: conv(4, 3, pad=1)\nadd {\n  { stochastic_depth(0.2) relu }\n"
+                        "  identity\n}\n")
+    model.eval()
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        c = model.c(x)
+        assert torch.allclose(model(x), torch.relu(c) + c)

@@ -159,6 +159,10 @@ class Dropout(Op):
 class StochasticDepth(Op):
     name = "stochastic_depth"
     category = "regularization"
+    # The identity at evaluation returns its input itself: a view, so that nothing after it
+    # overwrites that value in place (another path may read it). In training the product with
+    # the mask is a new tensor that backward does not keep.
+    stores = "view"
     traits = frozenset({"elementwise", "random", "train_only", "linear_eval"})
     keeps = frozenset()  # its mask is one value per sample (row) or per batch: nothing to count
     example = Example(((4, 5, 5),), (0.2,))

@@ -368,6 +368,8 @@ class ConvTranspose(Op):
             s += f" p{_stride_str(a['pad'])}"
         if a["output_pad"] not in (0, (0, 0)):
             s += f" op{_stride_str(a['output_pad'])}"
+        if a["dilation"] not in (1, (1, 1)):
+            s += f" d{_stride_str(a['dilation'])}"
         if a["groups"] != 1:
             s += f" g{a['groups']}"
         return s
@@ -414,9 +416,10 @@ class Upsample(Op):
         return (ins[0][0],) + tuple(N * s for N, s in zip(ins[0][1:], _axes(a["scale"], r, "scale")))
 
     def window(self, ins, out, a):
-        # nearest: each output copies one input; bilinear: it mixes the 2 nearest inputs per axis.
-        # The jump is not divided (see conv_transpose).
-        return tuple((2 if a["mode"] == "bilinear" else 1, 1) for _ in ins[0][1:])
+        # nearest: each output copies one input; bilinear (s > 1): it mixes the 2 nearest inputs
+        # per axis. The jump is not divided (see conv_transpose).
+        scale = _axes(a["scale"], len(ins[0]) - 1, "scale")
+        return tuple((2 if a["mode"] == "bilinear" and s > 1 else 1, 1) for s in scale)
 
     def label(self, a):
         return f"upsample x{_stride_str(a['scale'])} {a['mode']}"
