@@ -402,3 +402,30 @@ def test_nothing_overwrites_what_stochastic_depth_passes_through_at_evaluation()
     with torch.no_grad():
         c = model.c(x)
         assert torch.allclose(model(x), torch.relu(c) + c)
+
+
+@pytest.mark.parametrize("shape,line,ref", [
+    ((10,), "layernorm", lambda: nn.LayerNorm(10)),
+    ((10,), "layernorm(over=\"channels\")", lambda: nn.LayerNorm(10)),
+    ((6,), "groupnorm(3)", lambda: nn.GroupNorm(3, 6)),
+    ((4, 9), "layernorm(over=\"channels\")", lambda: ChannelsLastLayerNorm1d(4)),
+    ((4, 9), "instancenorm(affine=true)", lambda: nn.InstanceNorm1d(4, affine=True)),
+    ((4, 3, 3, 3), "instancenorm", lambda: nn.InstanceNorm3d(4)),
+    ((4, 3, 3, 3), "groupnorm(2)", lambda: nn.GroupNorm(2, 4)),
+])
+def test_normalisation_of_vectors_sequences_and_volumes(shape, line, ref):
+    spec, model = build(f"input {'x'.join(map(str, shape))}\nnorm: {line}\n")
+    ref = ref()
+    randomise(model)
+    same_weights(model.norm, ref)
+    x = torch.randn(3, *shape) * 2 + 1
+    assert torch.allclose(model(x), ref(x), atol=1e-5)
+    assert spec.analyze().totals.params == sum(p.numel() for p in ref.parameters())
+
+
+class ChannelsLastLayerNorm1d(nn.LayerNorm):
+    """Channels-last layer norm of a CxL sequence, written out."""
+
+    def forward(self, x):
+        return F.layer_norm(x.transpose(1, 2), self.normalized_shape, self.weight, self.bias,
+                            self.eps).transpose(1, 2)
