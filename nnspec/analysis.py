@@ -88,12 +88,7 @@ def receptive_field_pass(g: Graph, facts: dict) -> tuple:
     out: list = [((1,) * axes, (1,) * axes)]
     all_ins = facts["inputs"]
     for nd in g.nodes[1:]:
-        if len(nd.inputs) == 1:
-            rf, jump = out[nd.inputs[0]]
-        else:  # a merge sees as far as its widest path
-            prev = [out[i] for i in nd.inputs]
-            rf = tuple(max(p[0][a] for p in prev) for a in range(axes))
-            jump = tuple(max(p[1][a] for p in prev) for a in range(axes))
+        rf, jump = entering(g, nd, out)
         ins = all_ins[nd.id]
         window = nd.opdef.window(ins, nd.shape, nd.attrs) if len(ins[0]) > 1 else None
         if window == "global":
@@ -136,6 +131,21 @@ def kept_pass(g: Graph, facts: dict) -> tuple:
         if "indices" in keeps:
             extra[nd.id] += 8 * math.prod(nd.shape)  # int64, as PyTorch stores them
     return tuple((math.prod(nd.shape) if needed[nd.id] else 0, extra[nd.id]) for nd in nodes)
+
+
+def entering(g: Graph, nd, rf_jump) -> tuple:
+    """(rf, jump) of the value(s) a node reads; `rf_jump[i]` is node i's (rf, jump).
+
+    A merge sees as far as its widest path. Its stride is that of the paths at its own
+    resolution: a path that `mul` broadcasts (squeeze-and-excitation's Cx1x1 gate) has no
+    positions to step between."""
+    if len(nd.inputs) == 1:
+        return rf_jump[nd.inputs[0]]
+    prev = [rf_jump[i] for i in nd.inputs]
+    own = [rf_jump[i] for i in nd.inputs if g.nodes[i].shape[1:] == nd.shape[1:]] or prev
+    axes = range(len(prev[0][0]))
+    return (tuple(max(p[0][a] for p in prev) for a in axes),
+            tuple(max(p[1][a] for p in own) for a in axes))
 
 
 PASSES: tuple[tuple[str, Callable], ...] = (

@@ -100,8 +100,9 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class Merge:
-    """`add { … }` or `concat { … }`: each statement of the body is one parallel path."""
-    kind: str  # "add" | "concat"
+    """`add { … }`, `concat { … }`, `mul { … }` (a merge op of the registry): each statement of
+    the body is one parallel path."""
+    kind: str  # the merge op: "add" | "concat" | "mul"
     paths: tuple["Stmt", ...]
     span: Span
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .analysis import DTYPE_BYTES, Analysis
+from .analysis import DTYPE_BYTES, Analysis, entering
 from .errors import Diagnostic, SpecError, did_you_mean
 from .ops import n, shape_str
 from .report import human_bytes
@@ -48,9 +48,7 @@ def _explain_rf(an: Analysis, node, ins) -> list[str]:
     s = an.layers[node.id]
     if s.rf is None:
         return []
-    prev = [an.layers[i] for i in node.inputs]
-    rf_in = tuple(max(p.rf[a] for p in prev) for a in range(len(s.rf)))
-    j_in = tuple(max(p.jump[a] for p in prev) for a in range(len(s.rf)))
+    rf_in, j_in = entering(an.graph, node, [(x.rf, x.jump) for x in an.layers])
     head = f"\nreceptive field {'x'.join(map(str, s.rf))} input pixels, cumulative stride " \
            f"{'x'.join(map(str, s.jump))}"
     if rf_in == s.rf and j_in == s.jump:

@@ -351,6 +351,23 @@ def _seq(items, span: Span) -> _Seq:
     return out
 
 
+def _merges(items: list, join) -> list:
+    """`mul { … }`: a merge op of the registry (category "merge") called without arguments and
+    followed by a group is that merge of the group's statements. (`add` and `concat` are also
+    keywords of the grammar; any other merge the registry defines needs no grammar change.)"""
+    from .ops import OPS
+    out = []
+    for item in items:
+        prev = out[-1] if out else None
+        if (isinstance(item, ast.Group) and isinstance(prev, ast.Call) and not prev.args
+                and not prev.kwargs and prev.span == prev.name_span
+                and getattr(OPS.get(prev.name), "category", None) == "merge"):
+            out[-1] = ast.Merge(prev.name, item.body, join(prev, item))
+        else:
+            out.append(item)
+    return out
+
+
 class _ToAst(Transformer):
     """Parse tree -> `nnspec.ast`. Spans come from the tokens: keywords and brackets are kept
     in the tree for that (see the grammar), and every callback joins its first and last part."""
@@ -404,6 +421,7 @@ class _ToAst(Transformer):
     # statements
     def stmt(self, c):
         label, *items, expect = c
+        items = _merges(items, self._join)
         label_span = None
         if label is not None:
             name = str(label).rstrip(" \t:")

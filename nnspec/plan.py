@@ -26,13 +26,16 @@ def may_run_in_place(graph: Graph, node: Node, consumers: Mapping[int, list[int]
     Only when nothing is lost by it: the op is elementwise and may overwrite (`stores ==
     "inplace"`), its own backward does not need its input; the value it reads is not the
     network's input (the caller's tensor), is read by nothing else (another path of an add or
-    concat would see the overwritten value), is not a view of another value, and its producer's
+    concat would see the overwritten value), is not a view of another value (nor the output of
+    a train-only op, which is its input at evaluation), and its producer's
     backward does not need it (a sigmoid keeps its output)."""
     op = node.opdef
     if op.stores != "inplace" or len(node.inputs) != 1 or "input" in op.keeps_for(node.attrs):
         return False
     src = graph.nodes[node.inputs[0]]
-    if src.op == "input" or src.opdef.stores == "view":
+    # a view, or a train-only op (dropout returns its input itself at evaluation), aliases
+    # the value before it, which other paths may read
+    if src.op == "input" or src.opdef.stores == "view" or "train_only" in src.opdef.traits:
         return False
     if "output" in src.opdef.keeps_for(src.attrs):
         return False

@@ -50,3 +50,33 @@ def check_golden(name: str, text: str) -> None:
 def golden():
     """The golden-file comparison as a fixture: `golden("errors/x", text)`."""
     return check_golden
+
+
+def example_spec(op: str) -> str:
+    """A spec running one op on its registry example (`nnspec.ops.Example`): `input` and the
+    call for a one-input op; for a merge, one path per example input, each made from a common
+    input by a 1x1 conv to its channels (and pooling to 1x1 where the example is 1x1)."""
+    from nnspec.ops import OPS
+    from nnspec.ops.base import _lit, shape_str
+    opdef = OPS[op]
+    ex = opdef.example
+    call = example_call(op)
+    if opdef.category != "merge":
+        return f"input {shape_str(ex.inputs[0])}\n{call}\n"
+    first = ex.inputs[0]
+    lines = [f"input {shape_str(first)}", f"{op} {{"]
+    for shape in ex.inputs:
+        path = f"conv({shape[0]}, 1)"
+        if len(shape) > 1 and shape[1:] != first[1:]:
+            path += f" adaptive_avgpool({_lit(shape[1:])})"
+        lines.append(f"  {{ {path} }}")
+    return "\n".join(lines + ["}", ""])
+
+
+def example_call(op: str) -> str:
+    """The op called with its registry example's arguments: `conv(6, 3, stride=2, pad=1)`."""
+    from nnspec.ops import OPS
+    from nnspec.ops.base import _lit
+    ex = OPS[op].example
+    parts = [_lit(v) for v in ex.pos] + [f"{k}={_lit(v)}" for k, v in ex.kw.items()]
+    return op + (f"({', '.join(parts)})" if parts else "")

@@ -68,7 +68,7 @@ def test_doc_example(info, body, expected):
 def test_language_doc_has_examples_for_every_construct():
     bodies = "\n".join(body for info, body, _ in blocks(LANGUAGE) if info.startswith("nn"))
     for construct in ("network ", "input ", "block ", "repeat ", " as i", "if ", "else", "add {",
-                      "concat {", "identity", "in.c", "in.h", "-> ", "train {", "# ", "\\\n"):
+                      "concat {", "mul {", "identity", "in.c", "in.h", "-> ", "train {", "# ", "\\\n"):
         assert construct in bodies, construct
     used = set(re.findall(r"\b([a-z_][a-z0-9_]*)\b(?=\(|\s|$)", bodies))
     missing = [op for op in USER_OPS if op not in used]

@@ -81,3 +81,17 @@ def test_nothing_is_kept_before_the_first_trainable_parameter():
     frozen = nnspec.loads("input 2x6x6\nc: conv(2, 1) relu\nflatten\nlinear(3)\n"
                           "train {\n  freeze \"c\"\n}\n")
     assert predicted_bytes(frozen, 2) == saved_bytes(frozen, 2)
+
+
+def test_relu_after_dropout_never_overwrites_a_value_another_path_reads():
+    # at evaluation nn.Dropout returns its input itself: an in-place ReLU after it would
+    # overwrite the identity path's value
+    from nnspec.plan import may_run_in_place
+    spec = nnspec.loads("input 4x5x5\nconv(4, 1)\nadd {\n  { dropout relu }\n  identity\n}\n")
+    g = spec.graph
+    assert not any(may_run_in_place(g, nd) for nd in g.layers if nd.op == "relu")
+    model = compile_torch(spec).eval()
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        c = model.get_submodule("conv")(x)
+        assert torch.allclose(model(x), torch.relu(c) + c)

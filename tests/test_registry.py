@@ -11,8 +11,8 @@ import pytest
 
 import nnspec
 from nnspec.lint import lint_source
-from nnspec.ops import (ACTIVATIONS, KEEPS, NUMPY, OPS, TRAITS, Activation, OpsWith, _lit,
-                        user_ops)
+from conftest import example_call, example_spec
+from nnspec.ops import ACTIVATIONS, KEEPS, NUMPY, OPS, TRAITS, Activation, OpsWith, user_ops
 from nnspec.ops import activations as acts
 
 torch = pytest.importorskip("torch")
@@ -22,24 +22,6 @@ from nnspec.backends import torch as torch_backend  # noqa: E402
 # Every backend's answer to "can you build this op?": a new backend adds one entry.
 BACKENDS = {"torch": (torch_backend.implemented, torch_backend.UNSUPPORTED)}
 SPEC_OPS = sorted(set(OPS) - {"input"})
-
-
-def call(op: str, pos, kw) -> str:
-    args = [_lit(v) for v in pos] + [f"{k}={_lit(v)}" for k, v in kw.items()]
-    return f"{op}({', '.join(args)})" if args else op
-
-
-def example_spec(op: str) -> str:
-    """A spec that feeds the op its example inputs: one input, or for a merge one path per
-    input, each a 1x1 conv (or linear) making that input's shape."""
-    ex = OPS[op].example
-    first = ex.inputs[0]
-    head = f"network example\ninput {'x'.join(map(str, first))}\n"
-    if len(ex.inputs) == 1:
-        return head + f"layer: {call(op, ex.pos, ex.kw)}\n"
-    paths = "\n".join(f"  {'conv' if len(s) > 1 else 'linear'}({s[0]}{', 1' if len(s) > 1 else ''})"
-                      for s in ex.inputs)
-    return head + f"layer: {op} {{\n{paths}\n}}\n"
 
 
 @pytest.mark.parametrize("op", sorted(OPS))
@@ -97,7 +79,7 @@ def defaults(row) -> dict:
 @pytest.mark.parametrize("op", ROW_OPS)
 def test_row_f_equals_the_torch_module_the_backend_builds(op):
     row = ACTIVATIONS[op]
-    spec = nnspec.loads(f"input 4\nlayer: {call(op, (), OPS[op].example.kw)}\n")
+    spec = nnspec.loads(f"input 4\nlayer: {example_call(op)}\n")
     module = nnspec.compile(spec).get_submodule("layer").double().eval()
     x = torch.from_numpy(POINTS.copy())
     with torch.no_grad():
@@ -108,7 +90,7 @@ def test_row_f_equals_the_torch_module_the_backend_builds(op):
 @pytest.mark.parametrize("op", ROW_OPS)
 def test_row_df_equals_autograd_of_the_torch_module(op):
     row = ACTIVATIONS[op]
-    spec = nnspec.loads(f"input 4\nlayer: {call(op, (), OPS[op].example.kw)}\n")
+    spec = nnspec.loads(f"input 4\nlayer: {example_call(op)}\n")
     module = nnspec.compile(spec).get_submodule("layer").double().eval()  # rrelu: the mean slope
     x = torch.tensor(POINTS, requires_grad=True)
     y = module(x.reshape(-1, 1).expand(-1, 4).clone())[:, 0]

@@ -15,7 +15,8 @@ from nnspec.backends.onnx_export import ExportError, check_onnx, export_onnx  # 
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CASES = [ROOT / "specs" / "cnn_digits.nn", ROOT / "tests" / "data" / "torch" / "kitchen.nn",
-         ROOT / "tests" / "data" / "torch" / "seq1d.nn"]
+         ROOT / "tests" / "data" / "torch" / "seq1d.nn",
+         ROOT / "tests" / "data" / "torch" / "decoder.nn"]  # up-sampling, norms, mul
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)

@@ -10,11 +10,38 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 
 import nnspec  # noqa: E402
+from conftest import example_call  # noqa: E402
+from nnspec.ops import OPS, ArgError, ShapeError  # noqa: E402
+
+
+# Every one-input op of the registry whose example keeps a CxL or CxHxW input's rank, called
+# with its example's arguments (read from the registry: an op added there is fuzzed here too).
+# A call that does not fit the drawn shape is refused statically, which the test accepts.
+def _keeps_rank(op) -> bool:
+    ex = op.example
+    if op.category in ("merge", "input") or len(ex.inputs) != 1 or len(ex.inputs[0]) not in (2, 3):
+        return False
+    return len(op.infer(ex.inputs, op.bind(ex.pos, dict(ex.kw)))) == len(ex.inputs[0])
+
+
+REGISTRY_SPATIAL = sorted(name for name, op in OPS.items() if _keeps_rank(op))
+
+
+def _channels_after(op: str, channels: int) -> int:
+    opdef, ex = OPS[op], OPS[op].example
+    try:
+        return opdef.infer(((channels,) + ex.inputs[0][1:],), opdef.bind(ex.pos, dict(ex.kw)))[0]
+    except (ShapeError, ArgError):
+        return channels
 
 
 @st.composite
 def spatial_layer(draw, channels):
-    kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "batchnorm", "act", "lrn"]))
+    kind = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "batchnorm", "act", "lrn",
+                                 "registry"]))
+    if kind == "registry":
+        op = draw(st.sampled_from(REGISTRY_SPATIAL))
+        return example_call(op), _channels_after(op, channels)
     k = draw(st.integers(1, 4))
     s = draw(st.integers(1, 3))
     if kind == "conv":

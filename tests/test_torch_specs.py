@@ -19,7 +19,8 @@ EXTRA = sorted((ROOT / "tests" / "data" / "torch").glob("*.nn"))
 TORCHVISION = ROOT / "tests" / "data" / "torchvision"
 # reference file -> spec
 REFERENCES = {"alexnet": "alexnet_torchvision", "vgg16": "vgg16", "resnet18": "resnet18",
-              "resnet50": "resnet50", "resnet152": "resnet152", "googlenet": "googlenet"}
+              "resnet50": "resnet50", "resnet152": "resnet152", "googlenet": "googlenet",
+              "efficientnet_b0": "efficientnet_b0"}
 
 
 @functools.lru_cache(maxsize=None)

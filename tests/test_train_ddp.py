@@ -22,7 +22,6 @@ input 64
 fc1: linear(32) relu
 fc2: linear(classes)
 train {
-  data digits
   loss cross_entropy
   optimizer sgd(lr=0.1, momentum=0.9)
   batch 26
@@ -47,15 +46,19 @@ def run(argv, timeout=600):
 
 @pytest.mark.slow
 def test_two_processes_train_the_same_weights_as_one(tmp_path):
+    from nnspec.train import data
     spec = tmp_path / "plain.nn"
     spec.write_text(SPEC)
-    # 1,222 training samples = 47 batches of 26: each process takes 13 of every batch
+    # 1,040 training samples = 40 batches of 26: each process takes 13 of every batch
+    s = data.load("digits")
+    np.savez(tmp_path / "d.npz", x=s.train.x[:1040], y=s.train.y[:1040])
     code, out, err = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "--master_port", str(29500 + os.getpid() % 1000), "-m", "nnspec", "train",
-                          str(spec), "--run-dir", str(tmp_path / "ddp")])
+                          str(spec), "--data", str(tmp_path / "d.npz"), "--run-dir", str(tmp_path / "ddp")])
     assert code == 0, err
     assert out.count("epoch 2/2") == 1          # rank 0 alone reports
-    code, out1, err1 = run([sys.executable, "-m", "nnspec", "train", str(spec), "--run", str(tmp_path / "one")])
+    code, out1, err1 = run([sys.executable, "-m", "nnspec", "train", str(spec), "--data", str(tmp_path / "d.npz"),
+                            "--run", str(tmp_path / "one")])
     assert code == 0, err1
     a = checkpoint.load(tmp_path / "ddp" / "last.safetensors")
     b = checkpoint.load(tmp_path / "one" / "last.safetensors")

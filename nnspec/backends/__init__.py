@@ -2,8 +2,8 @@
 
 - `torch`          the table `op -> torch module factory`, the ops it cannot build, and
                    `compile_torch` (an nn.Module with the spec's layer names)
-- `torch_layers`   the few modules torch.nn lacks (GlobalAvgPool, Maxout, Add, Concat) and
-                   the container `compile` builds
+- `torch_layers`   the few modules torch.nn lacks (GlobalAvgPool, Maxout, Add, Concat, Mul,
+                   StochasticDepth, ChannelLayerNorm) and the container `compile` builds
 - `torch_emit`     standalone PyTorch source (`nnspec compile --emit torch`), written
                    generically by `torch_generic` (one class per block definition) with
                    `pysource` (symbolic values, black-style layout)

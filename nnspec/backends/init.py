@@ -1,7 +1,10 @@
 """Initial weights from the train section: which draw each parameter gets, and NumPy draws.
 
-Schemes (`init` in the train section; `nnspec.config.INITS`), for the weight of every conv,
-linear and maxout layer, with fan_in = C_in/groups·F_h·F_w and fan_out = C_out·F_h·F_w:
+Schemes (`init` in the train section; `nnspec.config.INITS`), for the weight of every weighted
+layer (conv, conv_transpose, linear, maxout: the registry's "weighted" trait), with fans as
+torch.nn.init computes them from the weight's shape: fan_in = C_in/groups·F_h·F_w and
+fan_out = C_out·F_h·F_w (for conv_transpose, whose weight is C_in x C_out/groups x F_h x F_w,
+torch reads the axes the same way: fan_in = C_out/groups·F_h·F_w):
 
     default   PyTorch's defaults: weight and bias ~ U(-1/√fan_in, 1/√fan_in)
               (torch's kaiming_uniform_ with a=√5)
@@ -11,9 +14,9 @@ linear and maxout layer, with fan_in = C_in/groups·F_h·F_w and fan_out = C_out
               fan = fan_in or fan_out (`mode`) (torch.nn.init.kaiming_normal_ / kaiming_uniform_)
     normal    N(mean, std²)      uniform   U(-a, a)      zeros     constant(value)
 
-Under every scheme but `default`, those layers' biases start at zero. Batch norm starts at
-gamma 1, beta 0 (running mean 0, variance 1) and PReLU at its `init` slope, unless a per-layer
-override names them (`init "bn3" zeros`): then zeros, constant, normal or uniform set their
+Under every scheme but `default`, those layers' biases start at zero. Normalisation layers
+(batch, layer, group, instance norm) start at gamma 1, beta 0 (running mean 0, variance 1)
+and PReLU at its `init` slope, unless a per-layer override names them (`init "bn3" zeros`): then zeros, constant, normal or uniform set their
 weight. The last override whose pattern matches a layer wins.
 
 `rules(graph)` reduces all this to one draw per parameter (normal, uniform or constant),

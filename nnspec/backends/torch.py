@@ -144,6 +144,46 @@ def _batchnorm(ins, a):
                  {"eps": 1e-5, "momentum": 0.1, "affine": True})
 
 
+def _conv_transpose(ins, a):
+    shape = ins[0]
+    r, k, s, p, d = _window(shape, a)
+    op = _per_axis(a["output_pad"], r)
+    return Layer(f"nn.ConvTranspose{r}d", (shape[0], a["out"], one(k)),
+                 {"stride": one(s), "padding": one(p), "output_padding": one(op),
+                  "groups": a["groups"], "bias": a["bias"], "dilation": one(d)},
+                 {"stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "bias": True,
+                  "dilation": 1})
+
+
+def _upsample(ins, a):
+    r = len(ins[0]) - 1
+    scale = one(_per_axis(a["scale"], r))
+    scale = tuple(float(x) for x in scale) if isinstance(scale, tuple) else float(scale)
+    if a["mode"] == "nearest":
+        return Layer("nn.Upsample", (), {"scale_factor": scale, "mode": "nearest"})
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[r]
+    return Layer("nn.Upsample", (), {"scale_factor": scale, "mode": mode, "align_corners": False})
+
+
+def _layernorm(ins, a):
+    shape = ins[0]
+    kw = {"eps": a["eps"], "elementwise_affine": a["affine"]}
+    defaults = {"eps": 1e-5, "elementwise_affine": True}
+    if a["over"] == "sample":
+        return Layer("nn.LayerNorm", (tuple(shape) if len(shape) > 1 else shape[0],), kw, defaults)
+    if len(shape) == 1:
+        return Layer("nn.LayerNorm", (shape[0],), kw, defaults)
+    return Layer("ChannelLayerNorm", (shape[0],), kw, defaults)
+
+
+def _instancenorm(ins, a):
+    r = len(ins[0]) - 1
+    return Layer(f"nn.InstanceNorm{r}d", (ins[0][0],),
+                 {"eps": a["eps"], "momentum": a["momentum"], "affine": a["affine"],
+                  "track_running_stats": a["track_running_stats"]},
+                 {"eps": 1e-5, "momentum": 0.1, "affine": False, "track_running_stats": False})
+
+
 def _simple(cls: str, **arg_names):
     """A module whose keyword arguments are op arguments renamed: _simple("nn.ELU", alpha="a")."""
     def factory(ins, a):
@@ -204,6 +244,15 @@ TORCH: dict[str, Factory] = {
     "identity": _simple("nn.Identity"),
     "add": lambda ins, a: Layer("Add"),
     "concat": lambda ins, a: Layer("Concat"),
+    "mul": lambda ins, a: Layer("Mul"),
+    "conv_transpose": _conv_transpose,
+    "upsample": _upsample,
+    "layernorm": _layernorm,
+    "groupnorm": lambda ins, a: Layer("nn.GroupNorm", (a["groups"], ins[0][0]),
+                                      {"eps": a["eps"], "affine": a["affine"]},
+                                      {"eps": 1e-5, "affine": True}),
+    "instancenorm": _instancenorm,
+    "stochastic_depth": lambda ins, a: Layer("StochasticDepth", (a["p"],), {"mode": a["mode"]}),
 }
 
 # op -> why this backend cannot build it. Empty today: every op of the registry has a torch

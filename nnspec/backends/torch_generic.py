@@ -20,7 +20,8 @@ from .torch import _INPLACE_AFTER, TORCH, Layer, Unsupported, _reserved_names, a
 
 # Ops written inline in a forward rather than as modules (no parameters, one-liners).
 INLINE = frozenset({"flatten", "global_avgpool", "identity", "add", "concat"})
-CUSTOM = frozenset({"GlobalAvgPool", "Maxout", "Add", "Concat"})  # classes of torch_layers
+CUSTOM = frozenset({"GlobalAvgPool", "Maxout", "Add", "Concat", "Mul", "StochasticDepth",
+                    "ChannelLayerNorm"})  # classes of torch_layers
 _STATEFUL = frozenset(name for name, op in OPS.items() if type(op).tensors is not Op.tensors)
 
 
@@ -312,7 +313,7 @@ class Generic:
 
     def _shape_after(self, call, a, cur: _Val) -> tuple:
         op = call.name
-        if op in ("conv", "linear"):
+        if op in ("conv", "conv_transpose", "linear"):
             return a["out"], cur.rank
         if op == "maxout":
             return a["units"], 1
@@ -383,6 +384,14 @@ class Generic:
         if mg.kind == "add":
             self.put_fwd(f"{target} = {' + '.join(vars_)}")
             c = outs[0].c
+        elif mg.kind == "mul":  # broadcasting: the channels are those of the paths not of 1
+            self.put_fwd(f"{target} = {' * '.join(vars_)}")
+            cs = {o.c for o in outs} - {1}
+            if len(cs) > 1:
+                raise NotGeneric("the paths of a mul differ in channels")
+            c = cs.pop() if cs else 1
+        elif mg.kind != "concat":
+            raise NotGeneric(f"no generic source for the merge {mg.kind}")
         else:
             self.put_fwd(f"{target} = torch.cat([{', '.join(vars_)}], 1)")
             c = outs[0].c
@@ -423,14 +432,23 @@ class Generic:
             then_fwd.append(f"{pad_f}    {target} = {then.var}")
         if other.var != target and else_fwd:
             else_fwd.append(f"{pad_f}    {target} = {other.var}")
-        if then_fields:
-            check, when, otherwise = f"{then_fields[0][0]} is not None", then_fwd, else_fwd
+        # forward tells the branches apart by a module only one of them makes
+        only_then = [f for f in then_fields if f not in else_fields]
+        only_else = [f for f in else_fields if f not in then_fields]
+        if then_fwd == else_fwd and then_fields:  # branches differ in construction only
+            if not self.dry:
+                self.fwd.extend(ln[:len(pad_f)] + ln[len(pad_f) + 4:] for ln in then_fwd)
+            return _Val(target, self._either(then, other, test), then.rank)
+        if only_then:
+            check, when, otherwise = f"{only_then[0][0]} is not None", then_fwd, else_fwd
             empty_other = not else_fwd
             alias = other.var
-        elif else_fields:
-            check, when, otherwise = f"{else_fields[0][0]} is not None", else_fwd, then_fwd
+        elif only_else:
+            check, when, otherwise = f"{only_else[0][0]} is not None", else_fwd, then_fwd
             empty_other = not then_fwd
             alias = then.var
+        elif then_fields:
+            raise NotGeneric("both branches of an if make the same modules but call them differently")
         else:
             if then_fwd or else_fwd:
                 raise NotGeneric("an if around layers without modules")
@@ -446,12 +464,15 @@ class Generic:
                 self.fwd.extend(when)
                 self.fwd.append(f"{pad_f}else:")
                 self.fwd.extend(otherwise)
+        return _Val(target, self._either(then, other, test), then.rank)
+
+    @staticmethod
+    def _either(then: _Val, other: _Val, test):
+        """The channels after an if: the same either way, or a conditional expression."""
         if then.c == other.c and type(then.c) is type(other.c):
-            c = then.c
-        else:
-            p = PREC["if"]
-            c = Sym(f"{wrap(then.c, p + 1)} if {wrap(test, p + 1)} else {wrap(other.c, p)}", p)
-        return _Val(target, c, then.rank)
+            return then.c
+        p = PREC["if"]
+        return Sym(f"{wrap(then.c, p + 1)} if {wrap(test, p + 1)} else {wrap(other.c, p)}", p)
 
     # ---- Sequential groups
     def try_seq(self, body, cur: _Val, env, blk, base: str = "nn.Sequential"):

@@ -76,6 +76,55 @@ class Concat(nn.Module):
         return torch.cat(xs, dim=1)
 
 
+class Mul(nn.Module):
+    """Element-wise product of parallel paths, broadcasting axes of size 1 (squeeze-and-
+    excitation scales a feature map by a per-channel gate)."""
+
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
+
+
+class StochasticDepth(nn.Module):
+    """Stochastic depth (Huang et al. 2016), as torchvision.ops.StochasticDepth: in training,
+    zero the input with probability p per sample (mode "row") or for the whole batch ("batch")
+    and divide survivors by 1 - p; the identity in evaluation or when p is 0."""
+
+    def __init__(self, p, mode="row"):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
+        if mode not in ("row", "batch"):
+            raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+    def extra_repr(self):
+        return f"p={self.p}, mode={self.mode}"
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """Layer normalisation over the channels at each position of an (N, C, *spatial) input:
+    torchvision's LayerNorm2d (ConvNeXt) for any number of spatial axes. Parameters `weight`
+    and `bias` of C values, as nn.LayerNorm(C)."""
+
+    def forward(self, x):
+        x = x.movedim(1, -1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.movedim(-1, 1)
+
+
 # ---- not copied into generated files: the container that `nnspec.compile` builds ----------
 
 _FORWARDS: dict = {}

@@ -1,8 +1,9 @@
 """The op registry: the single source of truth for every layer kind.
 
 - `base`         Op, Arg, Tensor, Example, traits, the `OPS` dict and `register`
-- `windows`      conv and pooling: the sliding-window arithmetic
-- `layers`       linear, normalisation, reshapes, regularisers, merges, the input
+- `windows`      conv and pooling: the sliding-window arithmetic; transposed conv, upsample
+- `layers`       linear, batch norm, reshapes, regularisers, merges, the input
+- `norms`        layer, group and instance normalisation
 - `activations`  one table of activation rows: f, f′, what backward keeps, traits
 
 Everything that needs a fact about an op (the expander, analysis, lint, init, the backends,
@@ -16,6 +17,7 @@ from .base import (KEEPS, OPS, REQUIRED, TRAITS, Arg, ArgError, Example, Op, Ops
                    ShapeError, Tensor, _check, _lit, n, register, shape_str, with_trait)
 from .windows import _window_out, window_axes
 from . import layers as _layers  # noqa: F401  (registers)
+from . import norms as _norms  # noqa: F401  (registers)
 from .activations import ACTIVATIONS, NUMPY, Activation, torch_xp
 
 __all__ = ["ACTIVATIONS", "KEEPS", "NUMPY", "OPS", "REQUIRED", "TRAITS", "Activation", "Arg",

@@ -280,7 +280,8 @@ class Op:
         return lines
 
     def explain_macs(self, ins, out, a) -> list[str]:
-        return ["no multiply-accumulates counted (only conv, linear and maxout are)"]
+        return ["no multiply-accumulates counted (only weighted layers are: conv, conv_transpose, "
+                "linear, maxout)"]
 
 
 def _lit(v) -> str:

@@ -156,6 +156,27 @@ class Dropout(Op):
 
 
 @register
+class StochasticDepth(Op):
+    name = "stochastic_depth"
+    category = "regularization"
+    # The identity at evaluation returns its input itself: a view, so that nothing after it
+    # overwrites that value in place (another path may read it). In training the product with
+    # the mask is a new tensor that backward does not keep.
+    stores = "view"
+    traits = frozenset({"elementwise", "random", "train_only", "linear_eval"})
+    keeps = frozenset()  # its mask is one value per sample (row) or per batch: nothing to count
+    example = Example(((4, 5, 5),), (0.2,))
+    doc = ("Stochastic depth (Huang et al. 2016) on a residual branch: in training, zero the "
+           "whole branch with probability p per sample (`mode=\"row\"`) or for the whole batch "
+           "(`\"batch\"`) and scale survivors by 1/(1−p); identity at evaluation "
+           "(torchvision's StochasticDepth).")
+    args = (Arg("p", "prob"), Arg("mode", "enum:row|batch", "row"))
+
+    def label(self, a):
+        return f"stochastic_depth {a['p']:g}" + ("" if a["mode"] == "row" else " batch")
+
+
+@register
 class Identity(Op):
     name = "identity"
     category = "reshape"
@@ -207,6 +228,36 @@ class Concat(Op):
 
     def explain_shape(self, ins, out, a):
         return [" + ".join(str(s[0]) for s in ins) + f" = {out[0]} channels"]
+
+
+@register
+class Mul(Op):
+    name = "mul"
+    category = "merge"
+    traits = frozenset({"merge"})
+    keeps = frozenset({"input"})  # each factor's gradient is the other factors
+    example = Example(((4, 5, 5), (4, 1, 1)))
+    n_inputs = 0
+    doc = ("element-wise product of parallel paths, broadcasting axes of size 1 (squeeze-and-"
+           "excitation: a Cx1x1 path scales the CxHxW map); no MACs counted")
+
+    def infer(self, ins, a):
+        rank = len(ins[0])
+        out = []
+        for axis in range(rank):
+            sizes = {s[axis] for s in ins if len(s) == rank} - {1}
+            if any(len(s) != rank for s in ins) or len(sizes) > 1:
+                raise ShapeError("NN022", "mul needs paths whose shapes broadcast (each axis equal "
+                                          "or 1, same rank), got " + ", ".join(shape_str(s) for s in ins),
+                                 per_input=True,
+                                 help=f"along each axis the sizes must be equal or 1: e.g. a gate "
+                                      f"`adaptive_avgpool(1) conv({max(s[0] for s in ins)}, 1) sigmoid` "
+                                      f"scales every channel")
+            out.append(sizes.pop() if sizes else 1)
+        return tuple(out)
+
+    def explain_shape(self, ins, out, a):
+        return [" * ".join(shape_str(s) for s in ins) + f" -> {shape_str(out)} (axes of size 1 broadcast)"]
 
 
 @register

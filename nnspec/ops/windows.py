@@ -1,13 +1,15 @@
 """Sliding windows: convolution and pooling, and their shared arithmetic
-O = floor((N − D·(F − 1) − 1 + 2P) / S) + 1 (domain.md), with PyTorch's ceil-mode rule."""
+O = floor((N − D·(F − 1) − 1 + 2P) / S) + 1 (domain.md), with PyTorch's ceil-mode rule; and
+the up-sampling ops, transposed convolution (O = (N − 1)·S − 2P + D·(F − 1) + output_pad + 1)
+and interpolation."""
 
 from __future__ import annotations
 
 import math
 from typing import ClassVar
 
-from .base import (Arg, Example, Op, ShapeError, Tensor, _axes, _spatial_rank, n, register,
-                   shape_str)
+from .base import (Arg, ArgError, Example, Op, ShapeError, Tensor, _axes, _spatial_rank, n,
+                   register, shape_str)
 
 
 def _window_out(n_in: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -280,3 +282,151 @@ class GlobalAvgPool(Op):
     def explain_params(self, ins, out, a):
         return ["pooling has no parameters"]
 
+
+
+# ---- up-sampling: transposed convolution and interpolation -------------------------------------
+
+@register
+class ConvTranspose(Op):
+    """Transposed convolution (deconvolution), as PyTorch's ConvTranspose1d/2d/3d.
+
+    Not a `_Windowed` op: its output grows, O = (N − 1)·S − 2P + D·(F − 1) + output_pad + 1,
+    and none of the forward-window rules (tiling, `pad="same"`) apply to it."""
+
+    name = "conv_transpose"
+    category = "upsample"  # not "conv": the forward-window rules read conv's geometry
+    traits = frozenset({"weighted"})
+    keeps = frozenset({"input"})
+    example = Example(((4, 5, 5),), (6, 3), {"stride": 2, "pad": 1, "output_pad": 1})
+    doc = ("Transposed convolution (deconvolution, up-sampling): O = (N−1)·S − 2P + D·(F−1) + "
+           "output_pad + 1; weight C_in x C_out/groups x F_h x F_w as in PyTorch; MACs = "
+           "C_in·H_in·W_in·(C_out/groups)·F_h·F_w (every input value times every weight it meets).")
+    args = (Arg("out", "count", doc="output channels"),
+            Arg("kernel", "size", doc="F, or (F_h, F_w)"),
+            Arg("stride", "size", 1),
+            Arg("pad", "pad", 0, doc="P: removed from both ends of the output (PyTorch's padding)"),
+            Arg("output_pad", "pad", 0, doc="extra rows/columns at the end (PyTorch's output_padding)"),
+            Arg("dilation", "size", 1),
+            Arg("groups", "count", 1),
+            Arg("bias", "bool", True))
+
+    def validate(self, a):
+        for arg in ("pad", "output_pad"):
+            if a[arg] == "same":
+                raise ArgError("NN013", f"conv_transpose: {arg}=\"same\" is not defined for a "
+                                        f"transposed convolution", "give the padding as a number",
+                               arg=arg)
+
+    def axes(self, ins, a):
+        """(spatial sizes, kernel, stride, pad, dilation, output_pad), one value per axis.
+        (Not named `geometry`: lint's rules for forward windows must not apply here.)"""
+        r = _spatial_rank(ins[0], self.name)
+        k, s, p, d = window_axes(a, r)
+        op = _axes(a["output_pad"], r, "output_pad")
+        return ins[0][1:], k, s, p, d, op
+
+    def infer(self, ins, a):
+        sizes, k, s, p, d, op = self.axes(ins, a)
+        c, g = ins[0][0], a["groups"]
+        if c % g or a["out"] % g:
+            raise ShapeError("NN025", f"groups={g} must divide both the {c} input and the {a['out']} "
+                                      f"output channels", arg="groups",
+                             help=f"choose groups among the common divisors of {c} and {a['out']}")
+        outs = []
+        for N, K, S, P, D, OP in zip(sizes, k, s, p, d, op):
+            if OP >= max(S, D):
+                raise ShapeError("NN013", f"output_pad {OP} must be smaller than the stride ({S}) "
+                                          f"or the dilation ({D})", arg="output_pad",
+                                 help="output_pad only picks among the sizes a stride > 1 makes ambiguous")
+            o = (N - 1) * S - 2 * P + D * (K - 1) + OP + 1
+            if o < 1:
+                raise ShapeError("NN020", f"padding {P} removes the whole {K}-wide transposed "
+                                          f"convolution's output", about_input=True, arg="pad",
+                                 help="use less padding")
+            outs.append(o)
+        return (a["out"],) + tuple(outs)
+
+    def tensors(self, ins, a):
+        _, k, *_ = self.axes(ins, a)
+        w = Tensor("weight", (ins[0][0], a["out"] // a["groups"]) + tuple(k), "param")
+        return (w, Tensor("bias", (a["out"],), "param")) if a["bias"] else (w,)
+
+    def macs(self, ins, out, a):
+        _, k, *_ = self.axes(ins, a)
+        return math.prod(ins[0]) * (a["out"] // a["groups"]) * math.prod(k)
+
+    def window(self, ins, out, a):
+        # An output position is reached by ceil(D·(F−1)+1 / S) input positions per axis. The
+        # analyzer's jump counts whole input pixels, so it is not divided by S: receptive fields
+        # after up-sampling are upper bounds.
+        _, k, s, _, d, _ = self.axes(ins, a)
+        return tuple((-(-(D * (K - 1) + 1) // S), 1) for K, S, D in zip(k, s, d))
+
+    def label(self, a):
+        s = f"conv_transpose {_tuple_str(a['kernel'])}/{_stride_str(a['stride'])}"
+        if a["pad"] not in (0, (0, 0)):
+            s += f" p{_stride_str(a['pad'])}"
+        if a["output_pad"] not in (0, (0, 0)):
+            s += f" op{_stride_str(a['output_pad'])}"
+        if a["dilation"] not in (1, (1, 1)):
+            s += f" d{_stride_str(a['dilation'])}"
+        if a["groups"] != 1:
+            s += f" g{a['groups']}"
+        return s
+
+    def explain_shape(self, ins, out, a):
+        sizes, k, s, p, d, op = self.axes(ins, a)
+        axes = ("H", "W") if len(sizes) == 2 else ("L",) if len(sizes) == 1 else ("D", "H", "W")
+        return [f"{ax}: ({N} − 1)·{S} − 2·{P} + {D}·({K} − 1) + {OP} + 1 = {O}"
+                for ax, N, K, S, P, D, OP, O in zip(axes, sizes, k, s, p, d, op, out[1:])]
+
+    def explain_params(self, ins, out, a):
+        _, k, *_ = self.axes(ins, a)
+        cin, g, co = ins[0][0], a["groups"], a["out"]
+        fk = "·".join(map(str, k))
+        w = cin * (co // g) * math.prod(k)
+        per = f"{cin}·{co}" + (f"/{g}" if g > 1 else "") + f"·{fk}"
+        if a["bias"]:
+            return [f"{per} + {co} = {n(w + co)}   (weights {n(w)} + biases {co})"]
+        return [f"{per} = {n(w)}   (no bias)"]
+
+    def explain_macs(self, ins, out, a):
+        _, k, *_ = self.axes(ins, a)
+        g = a["groups"]
+        m = self.macs(ins, out, a)
+        return [f"each of the {'·'.join(map(str, ins[0]))} input values meets {a['out']}"
+                + (f"/{g}" if g > 1 else "") + f"·{'·'.join(map(str, k))} weights: {n(m)} MACs "
+                f"(FLOPs = 2 x MACs = {n(2 * m)})"]
+
+
+@register
+class Upsample(Op):
+    name = "upsample"
+    category = "upsample"
+    traits = frozenset({"linear_eval"})
+    keeps = frozenset()  # a fixed linear map: backward needs only the shapes
+    example = Example(((4, 3, 3),), (2,), {"mode": "bilinear"})
+    doc = ("Up-sampling by an integer factor per spatial axis: nearest neighbour or bilinear "
+           "(linear along every spatial axis, align_corners false), as PyTorch's nn.Upsample.")
+    args = (Arg("scale", "size", doc="factor s, or one per spatial axis"),
+            Arg("mode", "enum:nearest|bilinear", "nearest"))
+
+    def infer(self, ins, a):
+        r = _spatial_rank(ins[0], self.name)
+        return (ins[0][0],) + tuple(N * s for N, s in zip(ins[0][1:], _axes(a["scale"], r, "scale")))
+
+    def window(self, ins, out, a):
+        # nearest: each output copies one input; bilinear (s > 1): it mixes the 2 nearest inputs
+        # per axis. The jump is not divided (see conv_transpose).
+        scale = _axes(a["scale"], len(ins[0]) - 1, "scale")
+        return tuple((2 if a["mode"] == "bilinear" and s > 1 else 1, 1) for s in scale)
+
+    def label(self, a):
+        return f"upsample x{_stride_str(a['scale'])} {a['mode']}"
+
+    def explain_shape(self, ins, out, a):
+        r = len(ins[0]) - 1
+        return [f"{N}·{s} = {O}" for N, s, O in zip(ins[0][1:], _axes(a["scale"], r, "scale"), out[1:])]
+
+    def explain_params(self, ins, out, a):
+        return ["up-sampling has no parameters"]
