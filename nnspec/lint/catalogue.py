@@ -87,6 +87,7 @@ class Rule:
 
 
 RULES: dict[str, Rule] = {}
+_BY_NAME: dict[str, Rule] = {}  # kebab-case name -> rule (suppression comments name rules)
 
 
 def _clean(text: str) -> str:
@@ -98,14 +99,14 @@ def _register(code: str, name: str, severity: str, check, found_by: str = "lint"
     assert severity in SEVERITIES, severity
     assert len(code) == 5 and code.startswith("NN") and code[2:].isdigit(), code
     assert name == name.lower() and " " not in name and "_" not in name, name
-    assert all(r.name != name for r in RULES.values()), f"duplicate rule name {name}"
+    assert name not in _BY_NAME, f"duplicate rule name {name}"
     for key in ("summary", "why", "fix", "false_positives"):
         if key in docs:
             docs[key] = " ".join(docs[key].split())
     docs["bad"] = _clean(docs["bad"])
     docs["good"] = _clean(docs["good"])
     r = Rule(code, name, severity, check=check, found_by=found_by, **docs)
-    RULES[code] = r
+    RULES[code] = _BY_NAME[name] = r
     return r
 
 
@@ -125,9 +126,7 @@ def document(code: str, name: str, severity: str, **docs) -> Rule:
 def find_rule(key: str) -> Rule | None:
     """A rule by code (`NN201`, `nn201`) or name (`window-does-not-tile`)."""
     k = key.strip()
-    if k.upper() in RULES:
-        return RULES[k.upper()]
-    return next((r for r in RULES.values() if r.name == k.lower()), None)
+    return RULES.get(k.upper()) or _BY_NAME.get(k.lower())
 
 
 def matches(selector: str, r: Rule) -> bool:

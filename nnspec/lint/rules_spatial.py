@@ -221,7 +221,7 @@ def taps_see_only_padding(cx: Context):
         dead = total - math.prod(live)
         if dead:
             per_tap = cx.analysis.layers[nd.id].tensors[0].numel // total  # weights per kernel tap
-            yield cx.hit(nd, f"{nd.name}: {dead} of the {total} taps of the {shape_str(ks)} kernel "
+            yield cx.hit(nd, f"{nd.name}: {dead:,} of the {total:,} taps of the {shape_str(ks)} kernel "
                              f"only ever see zero padding around the {shape_str(sizes)} input: "
                              f"{dead * per_tap:,} weights never get a gradient")
 
