@@ -73,66 +73,6 @@ class SpecError(Exception):
                          for d in self.diagnostics)
 
 
-@dataclass
-class Collector:
-    """Gathers diagnostics while a pass goes on, so every independent problem is reported."""
-
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    def add(self, code: str, message: str, span: Span | None, *, help: str | None = None,
-            notes: tuple[str, ...] = (), chain: tuple[Frame, ...] = ()) -> None:
-        self.diagnostics.append(Diagnostic(code, message, span, "error", help, notes, chain))
-
-    def __bool__(self) -> bool:
-        return bool(self.diagnostics)
-
-
-def did_you_mean(word: str, candidates) -> str | None:
-    """`help:` text suggesting the closest candidate, if any is close."""
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
-_MAX_SHOWN_LINE = 200
-
-
-def render(d: Diagnostic, source: str | None = None) -> str:
-    """Plain text (no colour) of one diagnostic, with the source line and a caret."""
-    head = f"{d.severity}[{d.code}]" + (f" {d.name}" if d.name else "") + f": {d.message}"
-    out = [head]
-    if d.span is not None:
-        out.append(f" --> {d.span}")
-        line_text = _source_line(source, d.span.line)
-        if line_text is not None:
-            start = d.span.column - 1
-            if len(line_text) > _MAX_SHOWN_LINE:  # a 10 MB line is cut around the culprit
-                left = max(0, start - 40)
-                line_text = ("…" if left else "") + line_text[left:left + _MAX_SHOWN_LINE] + "…"
-                start = start - left + (1 if left else 0)
-            end = d.span.end_column - 1 if d.span.end_line == d.span.line else len(line_text)
-            width = max(1, min(end, len(line_text)) - start)
-            gutter = " " * len(str(d.span.line))
-            out.append(f"{gutter} |")
-            out.append(f"{d.span.line} | {line_text.expandtabs(1)}")
-            out.append(f"{gutter} | {' ' * start}{'^' * width}")
-    for frame in d.chain[::-1]:
-        out.append(f"   = {frame.describe()}")
-    for note in d.notes:
-        out.append(f"   = note: {note}")
-    if d.help:
-        out.append(f"   = help: {d.help}")
-    return "\n".join(out) + "\n"
-
-
-def _source_line(source: str | None, line: int) -> str | None:
-    if source is None:
-        return None
-    lines = source.splitlines()
-    if 1 <= line <= len(lines):
-        return lines[line - 1]
-    return None
-
-
 # ---- the checker's codes ------------------------------------------------------------------------
 #
 # Every NN0xx code raised anywhere in nnspec/ is one row of CODES, with its documentation; the
@@ -523,3 +463,63 @@ CODES: dict[str, Code] = {c.code: c for c in (
             "another backend.",
     ),
 )}
+
+
+@dataclass
+class Collector:
+    """Gathers diagnostics while a pass goes on, so every independent problem is reported."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, code: str, message: str, span: Span | None, *, help: str | None = None,
+            notes: tuple[str, ...] = (), chain: tuple[Frame, ...] = ()) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, "error", help, notes, chain))
+
+    def __bool__(self) -> bool:
+        return bool(self.diagnostics)
+
+
+def did_you_mean(word: str, candidates) -> str | None:
+    """`help:` text suggesting the closest candidate, if any is close."""
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+_MAX_SHOWN_LINE = 200
+
+
+def render(d: Diagnostic, source: str | None = None) -> str:
+    """Plain text (no colour) of one diagnostic, with the source line and a caret."""
+    head = f"{d.severity}[{d.code}]" + (f" {d.name}" if d.name else "") + f": {d.message}"
+    out = [head]
+    if d.span is not None:
+        out.append(f" --> {d.span}")
+        line_text = _source_line(source, d.span.line)
+        if line_text is not None:
+            start = d.span.column - 1
+            if len(line_text) > _MAX_SHOWN_LINE:  # a 10 MB line is cut around the culprit
+                left = max(0, start - 40)
+                line_text = ("…" if left else "") + line_text[left:left + _MAX_SHOWN_LINE] + "…"
+                start = start - left + (1 if left else 0)
+            end = d.span.end_column - 1 if d.span.end_line == d.span.line else len(line_text)
+            width = max(1, min(end, len(line_text)) - start)
+            gutter = " " * len(str(d.span.line))
+            out.append(f"{gutter} |")
+            out.append(f"{d.span.line} | {line_text.expandtabs(1)}")
+            out.append(f"{gutter} | {' ' * start}{'^' * width}")
+    for frame in d.chain[::-1]:
+        out.append(f"   = {frame.describe()}")
+    for note in d.notes:
+        out.append(f"   = note: {note}")
+    if d.help:
+        out.append(f"   = help: {d.help}")
+    return "\n".join(out) + "\n"
+
+
+def _source_line(source: str | None, line: int) -> str | None:
+    if source is None:
+        return None
+    lines = source.splitlines()
+    if 1 <= line <= len(lines):
+        return lines[line - 1]
+    return None

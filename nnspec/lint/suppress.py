@@ -50,7 +50,6 @@ def _comment_start(line: str) -> int | None:
 def scan(source: str, file: str = "<string>") -> list[Suppression]:
     lines = source.splitlines()
     out = []
-    next_code = _next_code_lines(lines)
     for no, text in enumerate(lines, 1):
         col = _comment_start(text)
         if col is None:
@@ -64,41 +63,28 @@ def scan(source: str, file: str = "<string>") -> list[Suppression]:
         own_line = not text[:col].strip()
         targets = {no}
         if own_line:  # the next line of code
-            targets.add(next_code[no])
+            nxt = no + 1
+            while nxt <= len(lines) and (not lines[nxt - 1].strip()
+                                         or lines[nxt - 1].lstrip().startswith("#")):
+                nxt += 1
+            targets.add(nxt)
         span = Span(file, no, col + 1, no, len(text) + 1)
         out.append(Suppression(span, codes, reason.strip(), frozenset(targets)))
     return out
 
 
-def _next_code_lines(lines: list[str]) -> list[int]:
-    """next_code[n]: the first line after line n (1-based) that is neither blank nor a
-    comment (len(lines) + 1 past the end), in one backward pass: a file of 20,000 comment
-    lines in a row must not be walked 20,000 times."""
-    nxt = [0] * (len(lines) + 2)
-    following = len(lines) + 1
-    for no in range(len(lines), 0, -1):
-        nxt[no] = following
-        body = lines[no - 1].strip()
-        if body and not body.startswith("#"):
-            following = no
-    nxt[0] = following
-    return nxt
-
-
 def apply(findings: list[Diagnostic], sups: list[Suppression]) -> tuple[list[Diagnostic], int]:
     """Drop suppressed findings; returns (kept, number suppressed) and marks what was used."""
     kept, dropped = [], 0
-    by_line: dict[int, list[int]] = {}  # target line -> indices of its suppressions
-    for i, s in enumerate(sups):
-        for line in s.targets:
-            by_line.setdefault(line, []).append(i)
     for d in findings:
         lines = set()
         if d.span is not None:
             lines.add(d.span.line)
         lines |= {f.call.line for f in d.chain}
         hit = None
-        for s in [sups[i] for i in sorted({i for line in lines for i in by_line.get(line, ())})]:
+        for s in sups:
+            if not (lines & s.targets):
+                continue
             for c in s.codes:
                 r = find_rule(c)
                 if r is not None and r.code == d.code:

@@ -162,7 +162,8 @@ def second_moments(cx) -> list[float | None]:
         x = ins[0]
         cat = nd.opdef.category
         if cat in ("conv", "linear"):
-            gain = weight_gain(cx.init_of(nd), *fan(nd, g))
+            fi, fo = fan(nd, g)
+            gain = weight_gain(cx.init_of(nd), fi, fo)
             q.append(None if gain is None else gain * x)
         elif nd.op == "batchnorm":
             q.append(1.0)
@@ -172,7 +173,8 @@ def second_moments(cx) -> list[float | None]:
         elif nd.op == "add":
             q.append(sum(ins))
         elif nd.op == "concat":
-            q.append(_channel_mean([g.nodes[i].shape[0] for i in nd.inputs], ins))
+            chans = _shares([g.nodes[i].shape[0] for i in nd.inputs])
+            q.append(sum(c * v for c, v in zip(chans, ins)) / sum(chans))
         elif cat == "activation" and nd.op not in ("softmax", "log_softmax"):
             q.append(expect(nd.op, dict(nd.attrs), x, "square"))
         elif nd.op in ("softmax", "log_softmax"):
@@ -182,9 +184,9 @@ def second_moments(cx) -> list[float | None]:
     return q
 
 
-def _channel_mean(channels: list[int], values: list[float]) -> float:
-    """Σ c·v / Σ c with exact integer weights: channel counts may be far past the float range.
-    A weight too small for a float (2^-1100) drops its term, as it would in exact arithmetic."""
+def _shares(channels: list[int]) -> list[float]:
+    """Each path's share c/Σc of a concat's channels, taken in integers (channel counts may be
+    2^1100, past a float); a share too small for a float is the smallest positive one, so an
+    infinite (saturated) E[x²] on that path still saturates the mean instead of giving NaN."""
     total = sum(channels)
-    return sum(v * w for v, w in ((v, c / total) for c, v in zip(channels, values)) if w)
-
+    return [max(c / total, _TINY) for c in channels]
