@@ -3,11 +3,15 @@ new rule is covered with no new test code; plus the oracles behind the measured 
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import math
+import pkgutil
 import re
 
 import pytest
 
+import nnspec.lint
 from nnspec.errors import CODES
 from nnspec.lint import RULES, find_rule, lint_source, ordered
 from nnspec.lint.catalogue import CATEGORIES, SEVERITIES
@@ -189,3 +193,10 @@ def test_head_width_uses_the_data_classes():
     text = "input 64\nlinear(7)\ntrain {\n  data digits\n  loss cross_entropy\n}\n"
     (msg,) = messages(text)
     assert "outputs 7 values but the digits data has 10 classes" in msg
+
+
+@pytest.mark.parametrize("module", sorted(m.name for m in pkgutil.iter_modules(nnspec.lint.__path__)))
+def test_docstring_examples_run(module):
+    # the closed forms (rules_spatial), the saturating arithmetic (context, variance) and the
+    # catalogue show runnable examples; they are tests
+    assert doctest.testmod(importlib.import_module(f"nnspec.lint.{module}")).failed == 0

@@ -209,8 +209,8 @@ def num(x: float) -> str:
     ('4,096', '0.333', 'more than 1.8e+308 (past the float range)', '0')
     """
     if isinstance(x, float) and not math.isfinite(x):
-        return ("more than 1.8e+308 (past the float range)" if x > 0 else
-                "less than -1.8e+308 (past the float range)" if x < 0 else "undefined (past the float range)")
+        what = "more than 1.8e+308" if x > 0 else "less than -1.8e+308" if x < 0 else "undefined"
+        return f"{what} (past the float range)"
     if isinstance(x, int) or float(x).is_integer() and abs(x) < 1e15:
         return f"{int(x):,}"
     if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
@@ -225,4 +225,3 @@ def power(base: float, exponent: int | float) -> float:
         return float(base) ** exponent
     except OverflowError:
         return math.inf if base > 0 or exponent % 2 == 0 else -math.inf
-
