@@ -84,6 +84,9 @@ def to_json(an: Analysis) -> str:
 
 
 def human_bytes(b: int) -> str:
+    if b >= 10 ** 18:  # beyond 1 EB, and past the float range at 1e308: digits, not floats
+        digits = str(int(b))
+        return f"{digits[0]}.{digits[1]}e{len(digits) - 1} B"
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if b < 999.95 or unit == "TB":  # 1000 KB reads as 1.0 MB, not "1000.0 KB"
             return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"

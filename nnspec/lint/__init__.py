@@ -9,10 +9,9 @@ registry, the analysis and the train section — never layer names.
 ['NN201']
 """
 
+from . import registry  # noqa: F401  (imports every rule module: the catalogue is complete)
 from .catalogue import RULES, Rule, find_rule, ordered
 from .engine import LintResult, Selection, lint_file, lint_source
-
-ordered()  # load every rule module once
 
 __all__ = ["RULES", "Rule", "LintResult", "Selection", "find_rule", "lint_file", "lint_source",
            "ordered"]

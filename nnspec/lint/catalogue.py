@@ -7,6 +7,11 @@ the bad one must trigger exactly this rule, the good one must not), the fix, and
 heuristics, when it is a false positive. `nnspec rules`, `nnspec lint --explain`,
 docs/lint-rules.md and the SARIF rule table are all generated from these records.
 
+This module is data and imports no rule module. The NN0xx records come from the checker's
+own code table (`nnspec.errors.CODES`); the lint rules register themselves when their
+modules are imported (`@rule`, `document`), and nnspec/lint/registry.py holds the one list
+of those modules.
+
 Codes: NN0xx are the checker's errors (a spec that fails them cannot be analysed further),
 NN1xx graph, NN2xx spatial arithmetic, NN3xx activations and losses, NN4xx initialisation,
 NN5xx normalisation, dropout and regularisation, NN6xx design (info), NN7xx training
@@ -23,6 +28,8 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
+
+from ..errors import CODES
 
 SEVERITIES = ("error", "warning", "info")
 RANK = {"info": 0, "warning": 1, "error": 2}
@@ -67,6 +74,7 @@ class Rule:
     false_positives: str = ""    # when a heuristic is wrong (info rules say so)
     options: Mapping[str, object] = field(default_factory=dict)  # lint options the examples need
     check: Callable | None = None  # Context -> Iterable[Hit]; None: reported by the checker/engine
+    found_by: str = "lint"       # "lint", "checker" or "torch backend" (NN0xx: errors.CODES)
 
     @property
     def category(self) -> str:
@@ -79,25 +87,26 @@ class Rule:
 
 
 RULES: dict[str, Rule] = {}
+_BY_NAME: dict[str, Rule] = {}  # kebab-case name -> rule (suppression comments name rules)
 
 
 def _clean(text: str) -> str:
     return textwrap.dedent(text).strip("\n") + ("\n" if text.strip() else "")
 
 
-def _register(code: str, name: str, severity: str, check, **docs) -> Rule:
+def _register(code: str, name: str, severity: str, check, found_by: str = "lint", **docs) -> Rule:
     assert code not in RULES, f"duplicate rule code {code}"
     assert severity in SEVERITIES, severity
     assert len(code) == 5 and code.startswith("NN") and code[2:].isdigit(), code
     assert name == name.lower() and " " not in name and "_" not in name, name
-    assert all(r.name != name for r in RULES.values()), f"duplicate rule name {name}"
+    assert name not in _BY_NAME, f"duplicate rule name {name}"
     for key in ("summary", "why", "fix", "false_positives"):
         if key in docs:
             docs[key] = " ".join(docs[key].split())
     docs["bad"] = _clean(docs["bad"])
     docs["good"] = _clean(docs["good"])
-    r = Rule(code, name, severity, check=check, **docs)
-    RULES[code] = r
+    r = Rule(code, name, severity, check=check, found_by=found_by, **docs)
+    RULES[code] = _BY_NAME[name] = r
     return r
 
 
@@ -117,9 +126,7 @@ def document(code: str, name: str, severity: str, **docs) -> Rule:
 def find_rule(key: str) -> Rule | None:
     """A rule by code (`NN201`, `nn201`) or name (`window-does-not-tile`)."""
     k = key.strip()
-    if k.upper() in RULES:
-        return RULES[k.upper()]
-    return next((r for r in RULES.values() if r.name == k.lower()), None)
+    return RULES.get(k.upper()) or _BY_NAME.get(k.lower())
 
 
 def matches(selector: str, r: Rule) -> bool:
@@ -133,19 +140,11 @@ def valid_selector(selector: str) -> bool:
 
 
 def ordered() -> list[Rule]:
-    _load_all()
+    """Every registered rule by code (importing `nnspec.lint` registers them all)."""
     return [RULES[c] for c in sorted(RULES)]
 
 
-_LOADED = False
-
-
-def _load_all() -> None:
-    """Import the modules that register rules (once)."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from . import (rules_activation, rules_checker, rules_design, rules_graph,  # noqa: F401
-                   rules_init, rules_memory, rules_regularization, rules_spatial,
-                   rules_training, suppress)
+for _c in CODES.values():  # the checker's codes, documented where they are raised
+    _register(_c.code, _c.name, _c.severity, None, found_by=_c.found_by, summary=_c.summary,
+              why=_c.why, bad=_c.bad, good=_c.good, fix=_c.fix)
+del _c

@@ -9,6 +9,7 @@ as the trainer matches them (`nnspec.config.matches`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable, Mapping
@@ -201,9 +202,26 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 
 
 def num(x: float) -> str:
-    """A measured number, short: 0.25, 1.2e-09, 4,096."""
+    """A measured number, short: 0.25, 1.2e-09, 4,096; a float estimate that ran past the
+    float range says so.
+
+    >>> num(4096), num(1 / 3), num(power(1.5, 9999)), num(power(0.5, 9999))
+    ('4,096', '0.333', 'more than 1.8e+308 (past the float range)', '0')
+    """
+    if isinstance(x, float) and not math.isfinite(x):
+        what = "more than 1.8e+308" if x > 0 else "less than -1.8e+308" if x < 0 else "undefined"
+        return f"{what} (past the float range)"
     if isinstance(x, int) or float(x).is_integer() and abs(x) < 1e15:
         return f"{int(x):,}"
     if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
         return f"{x:.2g}"
     return f"{x:.3g}"
+
+
+def power(base: float, exponent: int | float) -> float:
+    """base ** exponent, saturating to inf instead of raising OverflowError (a learning rate
+    ×1.5 per epoch for 10,000 epochs); `num` prints inf as past the float range."""
+    try:
+        return float(base) ** exponent
+    except OverflowError:
+        return math.inf if base > 0 or exponent % 2 == 0 else -math.inf

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 from .. import parser
 from ..errors import Diagnostic, SpecError
 from ..expand import expand
-from . import suppress
+from . import registry, suppress  # noqa: F401  (registry: every rule is registered)
 from .catalogue import RANK, RULES, matches, ordered
 from .context import Context
 
@@ -76,7 +76,6 @@ def lint_source(source: str, file: str = "<string>", *, options: Mapping | None 
     >>> [(d.code, d.name) for d in r.findings]
     [('NN301', 'linear-layers-collapse')]
     """
-    ordered()  # make sure every rule module is loaded
     sel = selection or Selection()
     try:
         module = parser.parse(source, file)

@@ -161,8 +161,11 @@ def rule_text(r: Rule) -> str:
         opts = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r.options.items())
         out += ["", f"The examples are linted with {opts}."]
     out += ["", "Bad:", _indent(r.bad), "Good:", _indent(r.good), _wrap(f"Fix: {r.fix}")]
-    if r.category == "checker":
+    if r.found_by == "checker":
         out += ["", "Found by the checker (parser and expander): `nnspec check` reports it too."]
+    elif r.found_by != "lint":
+        out += ["", _wrap(f"Found by the {r.found_by} when it builds the model, not by "
+                          "`nnspec check` or `nnspec lint`.")]
     return "\n".join(out) + "\n"
 
 
@@ -191,6 +194,8 @@ def rule_markdown(r: Rule, level: str = "###") -> str:
     if r.options:
         opts = " ".join(f"`--{k.replace('_', '-')} {v}`" for k, v in r.options.items())
         out += [f"The examples are linted with {opts}.", ""]
+    if r.found_by not in ("lint", "checker"):
+        out += [f"Found by the {r.found_by} when it builds the model, not by lint.", ""]
     out += ["Example:", "", "```nn", r.bad.rstrip("\n"), "```", "", "Use instead:", "", "```nn",
             r.good.rstrip("\n"), "```", "", f"**Fix.** {r.fix}", ""]
     return "\n".join(out)

@@ -12,7 +12,7 @@ import math
 from ..config import matches
 from .catalogue import rule
 from .context import RELU_LIKE, SATURATING, Context, fan, num, plural
-from .variance import second_moments, weight_variance
+from .variance import second_moments, weight_gain
 
 _BEFORE_ACTIVATION = frozenset({"dropout", "identity", "flatten", "maxpool", "avgpool",
                                 "adaptive_avgpool", "global_avgpool"})
@@ -123,7 +123,7 @@ def init_activation_mismatch(cx: Context):
         gains = []
         for nd, act in group:
             fi, fo = fan(nd, cx.graph)
-            gains.append(fi * weight_variance(ch, fi, fo) * (0.5 if act.op in RELU_LIKE else 1.0))
+            gains.append(weight_gain(ch, fi, fo) * (0.5 if act.op in RELU_LIKE else 1.0))
         mean = math.exp(sum(math.log(g) for g in gains) / len(gains))
         better = "he" if ch.name == "xavier" else "xavier"
         yield cx.hit(ch.span, f"init {ch.name} feeds {'/'.join(acts)} in "

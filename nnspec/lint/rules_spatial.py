@@ -94,11 +94,21 @@ def window_does_not_tile(cx: Context):
 
 
 def _pad_fix(N: int, eff: int, S: int, P: int) -> int | None:
-    """The smallest larger padding, at most half the window, under which no input row is lost."""
-    for p in range(P + 1, eff // 2 + 1):
-        if (N - eff + 2 * p) % S <= p:
-            return p
-    return None
+    """The smallest larger padding, at most half the window, under which no input row is lost:
+    the least p > P with (N − F + 2p) mod S ≤ p, in closed form (sizes reach 10^18).
+
+    Write N − F + 2p = qS + r. While q stays the same, r grows with p, so the condition
+    r ≤ p, i.e. p ≤ qS − (N − F), holds at p = P + 1 or, failing that, first at the start of
+    the next q, p = ⌈((q+1)S − (N − F))/2⌉ (where r = 0 or 1 and qS > N − F + 2P ≥ N − F).
+
+    >>> _pad_fix(7, 3, 3, 0), _pad_fix(10, 5, 4, 0), _pad_fix(8, 1, 1, 0)
+    (1, 2, None)
+    """
+    c, p = N - eff, P + 1
+    if (c + 2 * p) % S > p:
+        q = (c + 2 * p) // S + 1
+        p = -((c - q * S) // 2)  # ⌈(qS − c)/2⌉
+    return p if p <= eff // 2 else None
 
 
 @rule(
@@ -206,17 +216,59 @@ def stride_exceeds_kernel(cx: Context):
 )
 def taps_see_only_padding(cx: Context):
     for nd, sizes, ks, ss, ps, ds in _windowed(cx, "conv"):
-        live = []
-        for N, K, S, P, D, O in zip(sizes, ks, ss, ps, ds, nd.shape[1:]):
-            live.append(sum(1 for k in range(K)
-                            if any(0 <= o * S - P + k * D < N for o in range(O))))
+        live = [_live_taps(*axis) for axis in zip(sizes, ks, ss, ps, ds, nd.shape[1:])]
         total = math.prod(ks)
         dead = total - math.prod(live)
         if dead:
             per_tap = cx.analysis.layers[nd.id].tensors[0].numel // total  # weights per kernel tap
-            yield cx.hit(nd, f"{nd.name}: {dead} of the {total} taps of the {shape_str(ks)} kernel "
+            yield cx.hit(nd, f"{nd.name}: {dead:,} of the {total:,} taps of the {shape_str(ks)} kernel "
                              f"only ever see zero padding around the {shape_str(sizes)} input: "
                              f"{dead * per_tap:,} weights never get a gradient")
+
+
+def _live_taps(N: int, K: int, S: int, P: int, D: int, O: int) -> int:
+    """How many of the K taps k along one axis ever read a real input position, in closed form.
+
+    Tap k reads a_k + oS, o = 0 … O−1, where a_k = kD − P. Those positions meet [0, N) exactly
+    when a_k ≤ N − 1, a_k + (O−1)S ≥ 0 and, if N < S (the input fits between two strides),
+    the first of them that is ≥ 0, a_k mod S, is < N. The first two bound k to a range; the
+    third is counted over that range as a sum of floors (`_floor_sum`).
+
+    >>> _live_taps(1, 3, 1, 1, 1, 1)   # a 3-tap kernel on a 1-wide input padded by 1
+    1
+    >>> _live_taps(7, 3, 3, 0, 1, 2)
+    3
+    """
+    lo = max(0, -(((O - 1) * S - P) // D))  # ⌈(P − (O−1)S)/D⌉
+    hi = min(K - 1, (N - 1 + P) // D)
+    if hi < lo:
+        return 0
+    n = hi - lo + 1
+    if N >= S:
+        return n
+    # [x mod S < N] = ⌊x/S⌋ − ⌊(x − N)/S⌋ for 0 < N ≤ S, summed over x = kD − P, k = lo … hi
+    b = lo * D - P
+    return _floor_sum(n, S, D, b) - _floor_sum(n, S, D, b - N)
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """Σ_{i=0}^{n−1} ⌊(a·i + b)/m⌋ for m > 0, in O(log) steps (the Euclid-like reduction).
+
+    >>> _floor_sum(5, 3, 2, -4) == sum((2 * i - 4) // 3 for i in range(5))
+    True
+    """
+    total = 0
+    while True:
+        if not 0 <= a < m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if not 0 <= b < m:
+            total += n * (b // m)
+            b %= m
+        top = a * n + b
+        if top < m:
+            return total
+        n, b, m, a = top // m, top % m, a, m
 
 
 @rule(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..config import matches
 from .catalogue import rule
-from .context import REGRESSION, Context, num
+from .context import REGRESSION, Context, num, power
 
 # Sensible learning-rate ranges per optimizer (inclusive): outside them training usually
 # diverges (too high) or barely moves (too low).
@@ -252,7 +252,7 @@ def never_decays(cx: Context):
                 k = sum(1 for m in s.options["milestones"] if m < E)
             else:
                 k = E - 1
-            factor = f": ×{num(g ** k)} by epoch {E}"
+            factor = f": ×{num(power(g, k))} by epoch {E}"
         else:
             factor = ""
         yield cx.hit(s.span, f"{s.name} with gamma={num(g)} increases the learning rate{factor}")
@@ -628,8 +628,9 @@ def label_smoothing(cx: Context):
     if e > 0.3:
         c = cx.output.shape[0]
         uniform = (c - 1) / c if c > 1 else 0
+        share = 1 - e + e * (1 / c)  # 1/c in integers first: c may be 2^1100, past a float
         yield cx.hit(t.loss.span, f"label_smoothing={num(e)} gives the true class only "
-                                  f"{num(1 - e + e / c)} of the target"
+                                  f"{num(share)} of the target"
                                   + (f" (uniform at {num(uniform)})" if c > 1 else ""))
 
 

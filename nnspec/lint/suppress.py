@@ -14,6 +14,7 @@ reason after `--` is required: a suppression without one is itself a finding (NN
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -101,7 +102,7 @@ def apply(findings: list[Diagnostic], sups: list[Suppression]) -> tuple[list[Dia
 
 def meta_findings(sups: list[Suppression], enabled) -> list[Diagnostic]:
     """NN901–NN903 for the suppression comments; `enabled(code)` says if a rule is selected."""
-    out = []
+    out, unknown = [], set()
     for s in sups:
         if s.codes and not s.reason and enabled("NN901"):
             out.append(_diag("NN901", f"suppression of {', '.join(s.codes)} without a reason", s.span,
@@ -113,15 +114,26 @@ def meta_findings(sups: list[Suppression], enabled) -> list[Diagnostic]:
             r = find_rule(c)
             if r is None:
                 if enabled("NN902"):
-                    from ..errors import did_you_mean
-                    from .catalogue import RULES
+                    unknown.add(c)
+                    hint = _suggest(c) if len(unknown) <= _MAX_SUGGESTED else None
                     out.append(_diag("NN902", f"'{c}' is not a rule code or name", s.span,
-                                     help=did_you_mean(c, list(RULES) + [x.name for x in RULES.values()])
-                                     or "`nnspec rules` lists them"))
+                                     help=hint or "`nnspec rules` lists them"))
             elif c not in s.used and enabled(r.code) and enabled("NN903") and r.check is not None:
                 out.append(_diag("NN903", f"nothing to suppress: {r.code} ({r.name}) does not "
                                           f"fire here", s.span, help="remove the suppression"))
     return out
+
+
+_MAX_SUGGESTED = 100  # distinct unknown names per file that get a did-you-mean (a few ms each)
+
+
+@functools.lru_cache(maxsize=256)
+def _suggest(word: str) -> str | None:
+    """The closest rule code or name (difflib: milliseconds, so a word repeated in 20,000
+    comments is matched once)."""
+    from ..errors import did_you_mean
+    from .catalogue import RULES
+    return did_you_mean(word, list(RULES) + [x.name for x in RULES.values()])
 
 
 def _diag(code: str, message: str, span: Span, help: str | None = None) -> Diagnostic:

@@ -42,7 +42,13 @@ def expect(op: str, attrs: dict, var: float, what: str = "square") -> float:
     row for `op` (`nnspec.ops.ACTIVATIONS`): its f, and its f′ evaluated from the value its
     backward keeps."""
     key = tuple(sorted((k, v) for k, v in attrs.items() if isinstance(v, (int, float))))
-    return _expect(op, key, float(f"{var:.6g}"), what)
+    try:  # an estimate past the float range saturates: E[x²] = inf, never an exception
+        return _expect(op, key, float(f"{min(var, _MAX_VAR):.6g}"), what)
+    except OverflowError:
+        return math.inf
+
+
+_MAX_VAR = 1e300  # larger (or inf) second moments are evaluated here: sqrt(var)·z stays finite
 
 
 @lru_cache(maxsize=4096)
@@ -63,7 +69,8 @@ def _expect(op: str, key: tuple, var: float, what: str) -> float:
 # ---- weights --------------------------------------------------------------------------------
 
 def weight_variance(init, fan_in: int, fan_out: int) -> float | None:
-    """E[w²] of one weight under an init scheme; None for constant schemes (no spread)."""
+    """E[w²] of one weight under an init scheme; None for constant schemes (no spread).
+    Saturates to inf (`init normal(std=1e200)`) rather than raising."""
     name, o = init.name, init.options
     if name == "default":   # PyTorch's kaiming_uniform_(a=√5): U(±1/√fan_in)
         return 1 / (3 * fan_in)
@@ -72,10 +79,39 @@ def weight_variance(init, fan_in: int, fan_out: int) -> float | None:
     if name == "he":
         return 2 / (fan_out if o.get("mode") == "fan_out" else fan_in)
     if name == "normal":
-        return o["std"] ** 2 + o.get("mean", 0.0) ** 2
+        return o["std"] * o["std"] + o.get("mean", 0.0) * o.get("mean", 0.0)
     if name == "uniform":
-        return o["a"] ** 2 / 3
+        return o["a"] * o["a"] / 3
     return None  # zeros, constant
+
+
+def weight_gain(init, fan_in: int, fan_out: int) -> float | None:
+    """fan_in · E[w²]: how much a weighted layer scales E[x²] (1 keeps it). Fan-ins are exact
+    integers of any size (a concat doubled 1,100 times has 2^1100 channels): the ratios are
+    taken in integers, the products saturate to inf, and a gain is never rounded to zero.
+
+    >>> from nnspec.config import Choice
+    >>> weight_gain(Choice("he", {}, None), 2 ** 1100, 10), weight_gain(Choice("default", {}, None), 9, 9)
+    (2.0, 0.3333333333333333)
+    >>> weight_gain(Choice("normal", {"std": 1e200}, None), 64, 10)
+    inf
+    """
+    name, o = init.name, init.options
+    if name == "default":
+        g = 1 / 3
+    elif name == "xavier":
+        g = 2 * fan_in / (fan_in + fan_out)
+    elif name == "he":
+        g = 2 * fan_in / fan_out if o.get("mode") == "fan_out" else 2.0
+    else:
+        wv = weight_variance(init, fan_in, fan_out)
+        if wv is None:
+            return None
+        g = wv * (fan_in if fan_in < 2 ** 1023 else math.inf)
+    return max(g, _TINY)
+
+
+_TINY = 5e-324  # the smallest positive float: a positive gain times an infinite E[x²] stays inf
 
 
 # ---- the pass -------------------------------------------------------------------------------
@@ -94,8 +130,8 @@ def second_moments(cx) -> list[float | None]:
         op = nd.opdef
         if "weighted" in op.traits:
             fi, fo = fan(nd, g)
-            wv = weight_variance(cx.init_of(nd), fi, fo)
-            q.append(None if wv is None else fi * wv * x)
+            gain = weight_gain(cx.init_of(nd), fi, fo)
+            q.append(None if gain is None else gain * x)
         elif "normalizes" in op.traits:
             q.append(1.0)
         elif "train_only" in op.traits and "p" in nd.attrs:  # inverted dropout's 1/(1 − p)
@@ -104,7 +140,7 @@ def second_moments(cx) -> list[float | None]:
         elif nd.op == "add":
             q.append(sum(ins))
         elif nd.op == "concat":
-            chans = [g.nodes[i].shape[0] for i in nd.inputs]
+            chans = _shares([g.nodes[i].shape[0] for i in nd.inputs])
             q.append(sum(c * v for c, v in zip(chans, ins)) / sum(chans))
         elif "merge" in op.traits:  # another merge: no estimate
             q.append(None)
@@ -115,3 +151,11 @@ def second_moments(cx) -> list[float | None]:
         else:  # pooling, lrn, flatten, identity
             q.append(x)
     return q
+
+
+def _shares(channels: list[int]) -> list[float]:
+    """Each path's share c/Σc of a concat's channels, taken in integers (channel counts may be
+    2^1100, past a float); a share too small for a float is the smallest positive one, so an
+    infinite (saturated) E[x²] on that path still saturates the mean instead of giving NaN."""
+    total = sum(channels)
+    return [max(c / total, _TINY) for c in channels]
