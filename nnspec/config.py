@@ -74,7 +74,7 @@ INITS = {
 }
 
 DATA = {  # the sources live in nnspec/train/data.py (docs/data.md)
-    "digits": (),                                      # the embedded 8x8 handwritten digits
+    "digits": (Arg("classes", "ints", None),),         # the embedded 8x8 handwritten digits
     "synthetic": (Arg("samples", "count", 1024), Arg("classes", "count", 10)),
     "npz": (Arg("path", "str"),),                      # arrays x, y (x_val/y_val, x_test/y_test)
     "mnist": (Arg("path", "str"),),                    # a folder of IDX files

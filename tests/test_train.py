@@ -129,44 +129,26 @@ def test_data_that_does_not_fit_the_input_is_one_clear_error(tmp_path):
         nnspec.train(spec, run=tmp_path / "r2")
 
 
-def _npz(path: Path, classes) -> Path:
-    from nnspec.train import data
-    s = data.load("digits")
-    keep = np.isin(s.train.y, classes)
-    x, y = s.train.x[keep], s.train.y[keep]
-    np.savez(path, x=x, y=(y - min(classes)).astype(np.int64))
-    return path
-
-
-def test_transfer_learning_loads_the_trunk_and_trains_a_new_head(tmp_path):
-    trunk = """network five(classes = 5)
-input 1x8x8
-conv1: conv(8, 3, pad=1) relu
-pool: maxpool(2)
-flatten
-fc1: linear(32) relu
-{head}: linear(classes)
-train {{
-  loss cross_entropy
-  optimizer adam(lr=1e-2)
-  batch 64
-  epochs 3
-  seed 1
-{extra}}}
-"""
-    low, high = _npz(tmp_path / "low.npz", [0, 1, 2, 3, 4]), _npz(tmp_path / "high.npz", [5, 6, 7, 8, 9])
-    first = nnspec.loads(trunk.format(head="fc", extra=""), file="five.nn")
-    r1 = nnspec.train(first, data=str(low), run=tmp_path / "a")
-    head = nnspec.loads(trunk.format(head="head", extra='  freeze "conv1", "fc1"\n'), file="head.nn")
-    r2 = nnspec.train(head, data=str(high), run=tmp_path / "b", init_from=tmp_path / "a" / "best.safetensors")
+def test_transfer_learning_as_the_readme_shows_it(tmp_path):
+    """examples/transfer: the digits CNN trained on 0-4, its trunk loaded and frozen, a new
+    5-way head trained on 5-9; frozen batch norms keep their running statistics."""
+    r1 = nnspec.train("examples/transfer/trunk.nn", run=tmp_path / "trunk", epochs=4)
+    assert r1.test_accuracy > 0.9
+    r2 = nnspec.train("examples/transfer/head.nn", run=tmp_path / "head", epochs=4,
+                      init_from=tmp_path / "trunk" / "best.safetensors")
     a, b = weights(r1), weights(r2)
-    for k in ("conv1.weight", "conv1.bias", "fc1.weight", "fc1.bias"):  # frozen: loaded, unchanged
+    trunk = [k for k in a if k.split(".")[0] in ("conv1", "bn1", "conv2", "bn2")]
+    assert any(k.endswith("running_mean") for k in trunk)
+    for k in trunk:  # loaded, then neither trained nor re-estimated
         assert np.array_equal(a[k], b[k]), k
     assert r2.history[-1]["train_loss"] < r2.history[0]["train_loss"]
-    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    # the transferred features beat the same frozen trunk at its random initialisation
+    r3 = nnspec.train("examples/transfer/head.nn", run=tmp_path / "random", epochs=4)
+    assert r2.test_accuracy > r3.test_accuracy + 0.1 and r2.test_accuracy > 0.5  # chance: 0.2
+    log = [json.loads(line) for line in (tmp_path / "head" / "log.jsonl").read_text().splitlines()]
     init = next(e for e in log if e["event"] == "init_from")
     assert init["skipped"] == ["fc.bias", "fc.weight"] and init["new"] == ["head.bias", "head.weight"]
-    assert init["frozen"] == ["conv1.bias", "conv1.weight", "fc1.bias", "fc1.weight"]
+    assert init["frozen"] == ["bn1.bias", "bn1.weight", "bn2.bias", "bn2.weight", "conv1.weight", "conv2.weight"]
 
 
 def run_cli(*argv, **kw):

@@ -47,11 +47,10 @@ def dataset(choice) -> Dataset | None:
     """Facts about the train section's `data` source."""
     if choice is None:
         return None
-    if choice.name == "digits":  # scikit-learn's 8x8 digits: 1,797 images, 10 classes
-        return Dataset(1797, 10, 64, True, "digits")
-    if choice.name == "synthetic":
-        return Dataset(choice.options["samples"], choice.options["classes"], None, True, "synthetic")
-    return Dataset(None, None, None, False, choice.name)
+    from ..train.data import facts  # the trainer's own description of its sources (NumPy only)
+    f = facts(choice)
+    features = math.prod(f.sample_shape) if f.sample_shape else None
+    return Dataset(f.samples, f.classes, features, f.classes is not None, choice.name)
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,10 @@ def facts(choice_or_str) -> Facts:
     Facts(samples=1797, classes=10, sample_shape=(1, 8, 8))
     """
     name, o = _parse(choice_or_str)
+    if name == "digits" and o.get("classes"):
+        keep = set(o["classes"])
+        x, y = _digits_arrays()
+        return Facts(int(np.isin(y, list(keep)).sum()), len(keep), (1, 8, 8))
     fixed = {"digits": Facts(1797, 10, (1, 8, 8)), "mnist": Facts(70000, 10, (1, 28, 28)),
              "fashion": Facts(70000, 10, (1, 28, 28)), "cifar10": Facts(60000, 10, (3, 32, 32)),
              "npz": Facts(None, None, None)}
@@ -263,9 +267,24 @@ def _digits(options, base, input_shape) -> _Raw:
     x = (x.astype(np.float32) / np.float32(16.0))[:, None]  # pixels 0..16 -> [0, 1], 1x8x8
     y = y.astype(np.int64)
     parts = split_indices()
-    return _Raw("digits", "digits: embedded UCI ML hand-written digits (1,797 8x8 images, CC BY 4.0), "
-                f"fixed split 70/15/15 % from PCG64({DIGITS_SEED})",
-                *((x[parts[k]], y[parts[k]]) for k in ("train", "val", "test")), 10)
+    keep = options.get("classes")
+    source = ("digits: embedded UCI ML hand-written digits (1,797 8x8 images, CC BY 4.0), "
+              f"fixed split 70/15/15 % from PCG64({DIGITS_SEED})")
+    if not keep:
+        return _Raw("digits", source, *((x[parts[k]], y[parts[k]]) for k in ("train", "val", "test")), 10)
+    keep = tuple(keep)
+    bad = [c for c in keep if not 0 <= c <= 9]
+    if bad or len(set(keep)) != len(keep):
+        raise DataError(f"digits(classes={keep}): each class must be a digit 0-9, given once")
+    # a subset of the classes, relabelled 0..k-1 in the order given (transfer learning: 0-4, 5-9)
+    relabel = np.full(10, -1, np.int64)
+    relabel[list(keep)] = np.arange(len(keep))
+    chosen = []
+    for k in ("train", "val", "test"):
+        idx = parts[k][np.isin(y[parts[k]], keep)]
+        chosen.append((x[idx], relabel[y[idx]]))
+    return _Raw("digits", f"{source}, classes {', '.join(map(str, keep))} as 0-{len(keep) - 1}", *chosen,
+                len(keep))
 
 
 def _npz(options, base, input_shape) -> _Raw:

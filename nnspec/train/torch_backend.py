@@ -57,6 +57,11 @@ class TorchBackend:
         model = compile_torch(self.spec)
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        # frozen normalisation layers keep their running statistics: evaluation mode always
+        self.frozen_norms = [m for m in self.model.modules()
+                             if getattr(m, "track_running_stats", False)
+                             and not any(p.requires_grad for p in m.parameters(recurse=False))
+                             and any(True for _ in m.parameters(recurse=False))]
         self.penalised = [p for n, p in self.params
                           if n.endswith(".weight") and self._op_of(n) in WEIGHTED]
         self.optimizer = make_optimizer(train, [p for _, p in self.params])
@@ -84,6 +89,8 @@ class TorchBackend:
         """Forward, loss (+ L1/L2 penalties), backward, clipping, one optimizer update."""
         torch = _torch()
         self.model.train()
+        for m in self.frozen_norms:
+            m.eval()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         xt, yt = self.tensor(x), self.tensor(y)
