@@ -99,7 +99,8 @@ class TorchBackend:
                             enabled=self.autocast):
             out = (self.ddp if getattr(self, "ddp", None) is not None else self.model)(xt)
             loss = self.loss_of(out.float() if self.autocast else out, yt)
-        total = loss + self.penalty()
+        penalty = self.penalty()
+        total = loss + penalty if penalty is not None else loss
         if self.scaler is not None:
             self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)
@@ -117,7 +118,7 @@ class TorchBackend:
         t = self.train_config
         l1, l2 = t.l1 or 0.0, t.l2 or 0.0
         if not (l1 or l2) or not self.penalised:
-            return 0.0
+            return None
         total = 0.0
         for w in self.penalised:
             if l2:
