@@ -14,6 +14,7 @@ as one `SpecError`. `render` turns a diagnostic into the ruff-style text the CLI
 
 from __future__ import annotations
 
+import bisect
 import difflib
 from dataclasses import dataclass, field
 
@@ -87,10 +88,35 @@ class Collector:
         return bool(self.diagnostics)
 
 
+_NEAR = 12  # candidates compared in full when there are many: neighbours in sorted order
+_LAST_SORTED: list = [None, (), ()]  # an immutable candidate set, sorted forwards and backwards
+
+
 def did_you_mean(word: str, candidates) -> str | None:
-    """`help:` text suggesting the closest candidate, if any is close."""
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    """`help:` text suggesting the closest candidate, if any is close. Among thousands of
+    candidates (layer names) only the neighbours of `word` in sorted order, forwards and
+    backwards, are compared (a close name shares its start or its end), and a frozenset or
+    tuple asked about again is not sorted again: hundreds of suggestions over 5,000 layers
+    take a fraction of a second, not minutes."""
+    cands, backwards = _sorted(candidates)
+    if backwards:
+        i = bisect.bisect_left(cands, word)
+        near = set(cands[max(0, i - _NEAR):i + _NEAR])
+        j = bisect.bisect_left(backwards, word[::-1])
+        near.update(c[::-1] for c in backwards[max(0, j - _NEAR):j + _NEAR])
+        cands = sorted(near)
+    close = difflib.get_close_matches(word, cands, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+def _sorted(candidates) -> tuple[list, list]:
+    if _LAST_SORTED[0] is candidates:
+        return _LAST_SORTED[1], _LAST_SORTED[2]
+    forwards = sorted(candidates)
+    backwards = sorted(c[::-1] for c in forwards) if len(forwards) > 4 * _NEAR else []
+    if isinstance(candidates, (frozenset, tuple)):  # cannot change: keep it for the next question
+        _LAST_SORTED[:] = [candidates, forwards, backwards]
+    return forwards, backwards
 
 
 _MAX_SHOWN_LINE = 200

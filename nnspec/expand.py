@@ -11,8 +11,8 @@ from typing import Any
 
 from . import ast
 from .errors import Collector, Diagnostic, Frame, Span, SpecError, did_you_mean
-from .expr import (BLOCK_CALL_STEPS, MAX_NAME, MAX_VALUE, Budget, BudgetError, Evaluator, ExprError,
-                   label_text, shape_fields)
+from .expr import (BLOCK_CALL_STEPS, MAX_NAME, MAX_VALUE, NODE_STEPS, Budget, BudgetError, Evaluator,
+                   ExprError, label_text, shape_fields)
 from .ir import Graph, Node
 from .ops import OPS, USER_OPS, ArgError, ShapeError, shape_str
 from .values import fmt
@@ -228,8 +228,11 @@ class Expander:
             self.errors.add("NN017", f"groups, repeats and blocks are nested more than {MAX_DEPTH} deep here",
                             s.span, chain=ctx.chain, help="flatten the structure: fewer nested `{ }`")
             raise _TooBig
+        budget = self.budget
+        budget.used += 1
         try:
-            self.budget.spend(1 + len(s.items))
+            if budget.used > budget.limit:
+                budget.spend(0)
             label = s.label
             if s.label_parts is not None:
                 try:
@@ -239,12 +242,18 @@ class Expander:
                     return self._broken(current)
                 except _Abort:
                     return self._broken(current)
-            for i, (item, label) in enumerate(zip(s.items, chain_labels(s, label))):
-                label_span = s.label_span if i == 0 else s.span
+            if len(s.items) == 1:  # the common case, without the chain's names
                 try:
-                    current = self._item(item, label, label_span, current, ctx)
+                    current = self._item(s.items[0], label, s.label_span, current, ctx)
                 except _Abort:
                     return self._broken(current)
+            else:
+                for i, (item, label) in enumerate(zip(s.items, chain_labels(s, label))):
+                    label_span = s.label_span if i == 0 else s.span
+                    try:
+                        current = self._item(item, label, label_span, current, ctx)
+                    except _Abort:
+                        return self._broken(current)
         except BudgetError as e:
             self.errors.add("NN017", e.what, s.span, chain=ctx.chain,
                             help="check the repeat counts and the blocks that instantiate other blocks "
@@ -298,6 +307,7 @@ class Expander:
             raise _TooBig
         nid = len(self.nodes)
         self.nodes.append(Node(nid, name, op, attrs, inputs, shape, span, chain))
+        self.budget.limit += NODE_STEPS  # work that makes layers is bounded by MAX_NODES
         return nid
 
     def _op(self, call: ast.Call, label, label_span, current, ctx: _Ctx) -> int:
@@ -433,13 +443,17 @@ class Expander:
         if not r.body:  # nothing to expand: only the work is counted
             self.budget.spend(count)
             return current
-        spend = self.budget.spend
+        budget = self.budget
+        inner = ctx if not r.var else None  # without an index, every iteration sees the same names
         for i in range(count):
-            spend(1)
-            env = dict(ctx.env)
-            if r.var:
+            budget.used += 1
+            if budget.used > budget.limit:
+                budget.spend(0, r.span)
+            if inner is None or r.var:
+                env = dict(ctx.env)
                 env[r.var] = i
-            current = self._body(r.body, current, _Ctx(env, ctx.in_shape, ctx.scope, ctx.chain, ctx.stack))
+                inner = _Ctx(env, ctx.in_shape, ctx.scope, ctx.chain, ctx.stack)
+            current = self._body(r.body, current, inner)
             if current < 0:
                 break
             if i == 0:  # refuse a huge expansion from its first iteration, not after 200,000 nodes

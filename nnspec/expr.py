@@ -28,13 +28,15 @@ from .errors import Span, did_you_mean
 from .values import CallValue, Sym, fmt
 
 MAX_VALUE = 10 ** 18       # integers in a spec stay below this
-MAX_STEPS = 2_000_000      # work of one expansion: statements, iterations, block calls, operations
+MAX_STEPS = 1_000_000      # work of one expansion that makes no layers: statements, iterations,
+                           # block calls, operations; every layer made adds NODE_STEPS to it
 MAX_TUPLE = 10_000         # items of one tuple
 MAX_STRING = 10_000        # characters of one string value (a label built from expressions too)
 MAX_NAME = 1_000           # characters of a layer's full name (`layer4.1.conv2`)
 
 # A block instance costs this many steps: binding its arguments, naming, a new scope.
 BLOCK_CALL_STEPS = 10
+NODE_STEPS = 10
 
 BUILTINS = ("ceil", "floor", "len", "max", "min")
 
