@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
+import re
 from dataclasses import dataclass, field
 
 
@@ -139,7 +141,7 @@ def render(d: Diagnostic, source: str | None = None) -> str:
             width = max(1, min(end, len(line_text)) - start)
             gutter = " " * len(str(d.span.line))
             out.append(f"{gutter} |")
-            out.append(f"{d.span.line} | {line_text.expandtabs(1)}")
+            out.append(f"{d.span.line} | {line_text.translate(_SHOWN_AS_SPACE)}")
             out.append(f"{gutter} | {' ' * start}{'^' * width}")
     for frame in d.chain[::-1]:
         out.append(f"   = {frame.describe()}")
@@ -150,10 +152,26 @@ def render(d: Diagnostic, source: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
+# One line model everywhere (parser, renderer, suppressions): only "\n" ends a line, and a
+# "\r" before it belongs to the line ending. A form feed, vertical tab, \x1c-\x1e, \x85 or
+# U+2028/2029 inside a comment or string is an ordinary character; shown, it (and a tab)
+# becomes one space, so the caret below stays under the column the parser counted.
+_SHOWN_AS_SPACE = str.maketrans({c: " " for c in "\t\v\f\r\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
 def _source_line(source: str | None, line: int) -> str | None:
-    if source is None:
+    if source is None or line < 1:
         return None
-    lines = source.splitlines()
-    if 1 <= line <= len(lines):
-        return lines[line - 1]
-    return None
+    starts = line_starts(source)
+    if line > len(starts) or (line == len(starts) and starts[-1] == len(source) and line > 1):
+        return None  # past the end (the empty "line" after a final newline included)
+    start = starts[line - 1]
+    end = source.find("\n", start)
+    text = source[start:end if end >= 0 else len(source)]
+    return text[:-1] if text.endswith("\r") else text
+
+
+@functools.lru_cache(maxsize=8)
+def line_starts(source: str) -> list[int]:
+    """Offsets where each line of `source` starts (only "\n" ends a line)."""
+    return [0] + [m.end() for m in re.finditer("\n", source)]
