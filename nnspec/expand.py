@@ -12,7 +12,7 @@ from typing import Any
 from . import ast
 from .errors import Collector, Diagnostic, Frame, Span, SpecError, did_you_mean
 from .expr import (BLOCK_CALL_STEPS, MAX_NAME, MAX_VALUE, NODE_STEPS, Budget, BudgetError, Evaluator,
-                   ExprError, label_text, shape_fields)
+                   ExprError, label_text, names_in, shape_fields)
 from .ir import Graph, Node
 from .ops import OPS, USER_OPS, ArgError, ShapeError, shape_str
 from .values import fmt
@@ -195,17 +195,20 @@ class Expander:
                                 header.span if header else None,
                                 help=did_you_mean(k, known) or
                                 (f"parameters: {', '.join(sorted(known))}" if known else "it takes none"))
+        failed: set = set()
         for p in params:
             if p.name in self.overrides:
                 env[p.name] = self.overrides[p.name]
             elif p.default is None:
                 self.errors.add("NN012", f"network parameter '{p.name}' has no default", p.span,
                                 help=f"give it one: `{p.name} = …`")
+            elif names_in(p.default) & failed:  # its error is reported where it starts
+                failed.add(p.name)
             else:
                 try:
                     env[p.name] = self.eval(p.default, env, None)
                 except _Abort:
-                    pass
+                    failed.add(p.name)
         return env
 
     # ---- statements
@@ -255,9 +258,7 @@ class Expander:
                     except _Abort:
                         return self._broken(current)
         except BudgetError as e:
-            self.errors.add("NN017", e.what, s.span, chain=ctx.chain,
-                            help="check the repeat counts and the blocks that instantiate other blocks "
-                                 "several times: the work doubles with each level")
+            self.errors.add("NN017", e.what, s.span, chain=ctx.chain, help=_WORK_HELP)
             raise _TooBig from None
         if s.expect is not None:
             self._check_expect(s, start, current, ctx)
@@ -557,6 +558,12 @@ def _stem(file: str) -> str:
     return os.path.splitext(os.path.basename(file))[0] or "network"
 
 
+_WORK_HELP = (f"each statement, repeat iteration and operation is a step, a block instance "
+              f"{BLOCK_CALL_STEPS}, and each layer made allows {NODE_STEPS} more: check the repeat "
+              f"counts, and blocks that instantiate other blocks several times (the work multiplies "
+              f"at each level)")
+
+
 def _resolve(file: str, path: str) -> str:
     """`path` relative to the directory of `file` (the current directory for text that has
     no file, such as `nnspec.loads`)."""
@@ -575,7 +582,7 @@ def expand(module: ast.Module, overrides: dict | None = None) -> Graph:
     except _TooBig:
         raise SpecError(ex.errors.diagnostics, ex.sources) from None
     except BudgetError as e:  # spent outside a statement: network arguments, shapes, train
-        ex.errors.add("NN017", e.what, e.span)
+        ex.errors.add("NN017", e.what, e.span, help=_WORK_HELP)
         raise SpecError(ex.errors.diagnostics, ex.sources) from None
     except RecursionError:  # the parser and the depth limits should make this unreachable
         raise SpecError([Diagnostic("NN002", "the spec is nested too deeply to expand",

@@ -60,15 +60,15 @@ class BudgetError(Exception):
 class Budget:
     """Steps of work left for one expansion (evaluating and expanding both spend)."""
 
-    __slots__ = ("used", "limit")
+    __slots__ = ("used", "limit", "base")
 
     def __init__(self, limit: int = MAX_STEPS):
-        self.used, self.limit = 0, limit
+        self.used, self.limit, self.base = 0, limit, limit
 
     def spend(self, n: int, span: Span | None = None) -> None:
         self.used += n
         if self.used > self.limit:
-            raise BudgetError(f"expanding the spec takes more than {self.limit:,} steps", span)
+            raise BudgetError(f"expanding the spec takes more than {self.base:,} steps", span)
 
 
 class Algebra:
@@ -250,6 +250,28 @@ class Evaluator:
             raise ExprError("NN015", f"{name}() takes numbers, got {', '.join(map(fmt, args)) or 'none'}",
                             e.span, f"`{name}(a, b)` or `{name}(a_tuple)`")
         return min(args) if name == "min" else max(args)
+
+
+def names_in(e) -> set[str]:
+    """The variable names an expression reads."""
+    out, stack = set(), [e]
+    while stack:
+        x = stack.pop()
+        if type(x) is ast.Var:
+            out.add(x.name)
+        elif type(x) in (ast.Binary,):
+            stack += (x.left, x.right)
+        elif type(x) is ast.Unary:
+            stack.append(x.operand)
+        elif type(x) is ast.TupleExpr:
+            stack += x.items
+        elif type(x) is ast.Index:
+            stack += (x.obj, x.index)
+        elif type(x) is ast.IfExpr:
+            stack += (x.then, x.test, x.orelse)
+        elif type(x) is ast.CallExpr:
+            stack += list(x.args) + [k.value for k in x.kwargs]
+    return out
 
 
 def _number(v) -> bool:

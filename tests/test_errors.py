@@ -63,6 +63,15 @@ CASES = {
     "duplicate_sections": ["NN019", "NN019"],
     "no_layers": ["NN019"],
     "empty_merge": ["NN010"],
+    # tuples, built-in functions, labels built from expressions, `use`
+    "index_errors": ["NN015"] * 3,
+    "builtin_errors": ["NN015"] * 4,
+    "label_expression_errors": ["NN013", "NN013", "NN014"],
+    "label_not_at_start": ["NN001"],
+    "use_errors": ["NN002", "NN002"],
+    # work limits: what adds no layers is counted too
+    "work_limit": ["NN017"],
+    "tuple_too_long": ["NN017"],
     # the train section
     "train_errors": ["NN030"] * 6,
     # independent errors are all reported
@@ -85,7 +94,7 @@ def assert_well_rendered(d: Diagnostic, source: str) -> None:
     assert lines[0] == f"error[{d.code}]: {d.message}"
     assert d.span is not None, f"{d.code} {d.message!r} has no span"
     assert lines[1] == f" --> {d.span.file}:{d.span.line}:{d.span.column}"
-    src_line = source.splitlines()[d.span.line - 1] if source.splitlines() else ""
+    src_line = source.split("\n")[d.span.line - 1].rstrip("\r")  # only \n ends a line
     numbered = f"{d.span.line} | "
     source_row = next(i for i, l in enumerate(lines) if l.startswith(numbered))
     assert lines[source_row] == numbered + src_line.expandtabs(1)
