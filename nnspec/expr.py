@@ -62,7 +62,8 @@ class Budget:
 
     __slots__ = ("used", "limit", "base")
 
-    def __init__(self, limit: int = MAX_STEPS):
+    def __init__(self, limit: int | None = None):
+        limit = MAX_STEPS if limit is None else limit
         self.used, self.limit, self.base = 0, limit, limit
 
     def spend(self, n: int, span: Span | None = None) -> None:
