@@ -107,9 +107,12 @@ class Expander:
         if self.errors:  # a network parameter without a value: everything that uses it would fail too
             raise SpecError(self.errors.diagnostics, self.sources)
         if not m.inputs:
+            library = bool(m.blocks) and not m.body and not m.headers
             self.errors.add("NN019", "the spec has no `input` declaration",
                             Span(m.file, 1, 1, 1, 1),
-                            help="declare the input shape, e.g. `input 3x224x224` or `input 784`")
+                            help="this file only defines blocks: `use` it from a spec that declares an "
+                                 "input" if library else
+                            "declare the input shape, e.g. `input 3x224x224` or `input 784`")
             raise SpecError(self.errors.diagnostics, self.sources)
         decl = m.inputs[0]
         in_shape = self._shape(decl.shape, env)
