@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from .. import ast
 from ..expand import chain_labels
-from ..expr import Algebra, BudgetError, Evaluator, ExprError, label_text, shape_fields
+from ..expr import (MAX_STEPS, NODE_STEPS, Algebra, Budget, BudgetError, Evaluator, ExprError, label_text,
+                    shape_fields)
 from ..ir import Graph
 from ..ops import OPS, Op
 from .pysource import (ATOM, PREC, ClassDef, Ctor, Loop, NotGeneric, OrderedDictArg, Sym, binop, camel,
@@ -129,7 +130,8 @@ class Generic:
             raise NotGeneric("the graph carries no syntax tree")
         self.module = g.module
         self.blocks = dict(g.blocks)  # with those of used files
-        self.evaluator = _SymbolicEval()
+        # the expander's allowance: its base, and NODE_STEPS for each layer it made
+        self.evaluator = _SymbolicEval(Budget(MAX_STEPS + NODE_STEPS * len(g.nodes)))
         self.classes: dict[str, ClassDef] = {}   # block name -> class (in dependency order)
         self.info: dict[str, dict] = {}
         self.custom: set[str] = set()
