@@ -260,7 +260,7 @@ def names_in(e) -> set[str]:
         x = stack.pop()
         if type(x) is ast.Var:
             out.add(x.name)
-        elif type(x) in (ast.Binary,):
+        elif type(x) is ast.Binary:
             stack += (x.left, x.right)
         elif type(x) is ast.Unary:
             stack.append(x.operand)

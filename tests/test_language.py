@@ -622,3 +622,19 @@ def test_use_of_the_same_file_twice_defines_its_blocks_twice(tmp_path):
 
 def test_use_is_refused_for_urls():
     assert error_codes('use "http://example.com/a.nn"\ninput 3x8x8\nrelu\n') == ["NN002"]
+
+
+def test_the_emitter_writes_the_new_expressions_as_python():
+    """One evaluator (nnspec.expr) with symbolic values: min/max, ceil/floor of a division,
+    tuple items and labels from expressions become source, not numbers written out
+    (tests/test_torch_emit.py runs the file and compares it with nnspec.compile)."""
+    from conftest import ROOT
+
+    from nnspec.backends.torch_emit import emit_torch
+    source = emit_torch(ROOT / "tests" / "data" / "torch" / "expressions.nn")
+    assert "as instantiated at" not in source  # one class per block definition
+    for written in ("self.conv1 = nn.Conv2d(in_channels, max(c, 4), k, padding=k // 2)",
+                    "self.squeeze = nn.Conv2d(max(c, 8), -(-c // 3), 1)",
+                    "self.stem = nn.Conv2d(3, widths[0], 3, padding=1)",
+                    "self.stage2 = Unit(-(-widths[0] // 3), min(widths[1], widths[-1] + 1), k=5)"):
+        assert written in source
