@@ -37,8 +37,8 @@ def _deep_nesting_in_blocks(blocks: int, depth: int) -> str:
     return "\n".join(lines + [f"b{blocks}()", ""])
 
 
-def _freeze(patterns: int, layers: int) -> str:
-    pats = ", ".join(f'"stage{i}.*"' for i in range(patterns))
+def _freeze(patterns: int, layers: int, form: str = "stage{i}.*") -> str:
+    pats = ", ".join('"' + form.format(i=i) + '"' for i in range(patterns))
     return (f"network frozen\ninput 64\nrepeat {layers} as i {{ stage{{i}}: linear(64) }}\n"
             f"train {{\n  freeze {pats}\n}}\n")
 
@@ -61,6 +61,7 @@ CORPUS = {
                            "repeat 1000 { b() }\n", "NN017"),
     "deep_nesting_in_blocks": (_deep_nesting_in_blocks(50, 95), "NN017"),
     "freeze_500_patterns_5000_layers": (_freeze(500, 5000), "ok"),
+    "freeze_500_wildcards_5000_layers": (_freeze(500, 5000, "st?ge{i}*x"), "ok"),
     "suppressions_20000": (_suppressions(20_000), "ok"),
 }
 

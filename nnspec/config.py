@@ -167,18 +167,40 @@ def matching_nothing(patterns, names) -> list[str]:
     """The patterns that match none of the names, in near-linear time (hundreds of patterns
     over thousands of layers): literal patterns are looked up among the names and the groups
     they sit in; only real wildcards are tried name by name."""
-    names = list(names)
+    names = [n for n in names if n and "\n" not in n]  # what a line of the joined text can be
     exact = set(names)
     groups = {n[:i] for n in names for i, ch in enumerate(n) if ch == "."}
+    lines = None  # every name on a line of its own: one regex scan per wildcard pattern
     out = []
     for p in patterns:
         base, wild = _split(p)
         if p in exact or base in groups:
             continue
-        if wild and any(_compiled((p,))(n) for n in names):
-            continue
+        if wild:
+            rx = _line_regex(p)
+            if rx is None:
+                if any(map(_compiled((p,)), names)):
+                    continue
+            else:
+                lines = lines if lines is not None else "\n".join(names)
+                if names and rx.search(lines):
+                    continue
         out.append(p)
     return out
+
+
+def _line_regex(pattern: str):
+    """fnmatch's regex for `pattern`, matching whole lines of a text (names never hold a line
+    break: `.` no longer matches one, nor does a negated class); None where fnmatch's output
+    is not in the form this relies on."""
+    full = fnmatch.translate(pattern)
+    if not (full.startswith("(?s:") and full.endswith(")\\Z")):
+        return None
+    inner = re.sub(r"(?<!\\)\[\^", "[^\\n", full[4:-3])
+    try:
+        return re.compile(f"(?m)^(?:{inner})$")
+    except re.error:
+        return None
 
 
 class _Patterns:

@@ -151,3 +151,28 @@ BENCH = _bench()
 def test_hostile_corpus(name):
     text, want = BENCH.CORPUS[name]
     assert BENCH.run(text) == want
+
+
+# ---- freeze patterns: compiled once, same answers as matching one by one -------------------------
+
+def _reference(pattern: str, name: str) -> bool:
+    """The rule as first written (config.matches), pattern by pattern: the oracle."""
+    import fnmatch
+    return fnmatch.fnmatchcase(name, pattern) or name.startswith(pattern.rstrip(".*") + ".") \
+        or name == pattern
+
+
+name_parts = st.sampled_from(["features", "layer1", "0", "3", "conv1", "fc", "a", "b", "ab"])
+layer_names = st.lists(name_parts, min_size=1, max_size=4).map(".".join)
+pattern_chars = st.sampled_from(["features", "layer", "1", "0", ".", "*", "?", "[!a]", "[ab]", "conv",
+                                 "fc", "a", "b", "[", "]", "\\"])
+patterns = st.lists(pattern_chars, min_size=1, max_size=5).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(patterns, min_size=1, max_size=8), st.lists(layer_names, max_size=12))
+def test_compiled_patterns_agree_with_matching_one_by_one(pats, names):
+    from nnspec.config import is_frozen, matching_nothing
+    for n in names:
+        assert is_frozen(n, tuple(pats)) == any(_reference(p, n) for p in pats), n
+    assert matching_nothing(pats, names) == [p for p in pats if not any(_reference(p, n) for n in names)]
