@@ -72,6 +72,7 @@ class Expander:
         self.names: dict[str, Span] = {}
         self.blocks: dict[str, ast.BlockDef] = {}
         self.sources: dict[str, str] = {module.file: module.source}  # every file read
+        self.used: set[str] = set()  # files read through `use`
         self.overrides = dict(overrides or {})
         header = module.headers[0] if module.headers else None
         self.globals = frozenset(p.name for p in header.params) if header else frozenset()
@@ -157,6 +158,8 @@ class Expander:
                                          f"circle ({cycle})", u.span,
                                 help="move the shared blocks into a file that uses neither")
                 continue
+            if path in self.used:  # used before (twice, or through two files): its blocks are in
+                continue
             if len(here) > MAX_USE_DEPTH:
                 self.errors.add("NN002", f"`use` chains more than {MAX_USE_DEPTH} files deep", u.span)
                 continue
@@ -173,6 +176,7 @@ class Expander:
                         self.errors.diagnostics.append(d)
                 continue
             self.sources[sub.file] = sub.source
+            self.used.add(path)
             extra = [(what, item.span) for what, items in (("a `network` header", sub.headers),
                                                            ("an `input` declaration", sub.inputs),
                                                            ("layers", sub.body),

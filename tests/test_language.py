@@ -612,12 +612,22 @@ def test_use_misuse_is_a_clean_error(tmp_path, files, code, message, where):
     assert f"{where[1]} | " in text, "the line is shown from the file the error is in"
 
 
-def test_use_of_the_same_file_twice_defines_its_blocks_twice(tmp_path):
+def test_a_file_used_twice_is_read_once(tmp_path):
+    write(tmp_path / "base.nn", "block x() { relu }\n")
+    write(tmp_path / "a.nn", 'use "base.nn"\nblock ya() { x() }\n')
+    write(tmp_path / "b.nn", 'use "base.nn"\nblock yb() { x() }\n')
+    path = write(tmp_path / "net.nn", 'use "a.nn"\nuse "b.nn"\nuse "a.nn"\ninput 3x8x8\nya()\nyb()\n')
+    assert [nd.name for nd in nnspec.load(path).graph.layers] == ["ya.0.0", "yb.0.0"]
+
+
+def test_a_block_defined_in_two_files_is_an_error(tmp_path):
     write(tmp_path / "a.nn", "block x() { relu }\n")
-    path = write(tmp_path / "net.nn", 'use "a.nn"\nuse "a.nn"\ninput 3x8x8\nx()\n')
+    path = write(tmp_path / "net.nn", 'use "a.nn"\ninput 3x8x8\nblock x() { tanh }\nx()\n')
     with pytest.raises(nnspec.SpecError) as info:
         nnspec.load(path)
-    assert [d.code for d in info.value.diagnostics] == ["NN019"]
+    [d] = info.value.diagnostics
+    assert d.code == "NN019" and d.span.file == str(path) and d.span.line == 3
+    assert d.notes == (f"first defined at {tmp_path / 'a.nn'}:1:1",)
 
 
 def test_use_is_refused_for_urls():
