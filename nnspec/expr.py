@@ -351,6 +351,20 @@ def shape_fields(shape: tuple) -> dict:
     return fields
 
 
+def literal(text: str):
+    """A value written outside a spec (`nnspec table --set depths=(2, 2, 2, 2)`): an
+    expression without names, evaluated; raises SpecError if it is not one."""
+    from . import parser
+    from .errors import Diagnostic, SpecError
+    e = parser.parse_expr(text)
+    try:
+        return Evaluator().eval(e, {}, None)
+    except ExprError as err:
+        raise SpecError([Diagnostic(err.code, err.message, err.span, help=err.help)], {"<value>": text}) from None
+    except BudgetError as err:
+        raise SpecError([Diagnostic("NN017", err.what)]) from None
+
+
 # ---- labels built from expressions ---------------------------------------------------------
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

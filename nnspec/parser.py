@@ -172,6 +172,24 @@ def parse(source: str, file: str = "<string>") -> ast.Module:
         raise SpecError([_too_deep(Span(file, 1, 1, 1, 1))], {file: source}) from None
 
 
+def parse_expr(source: str, file: str = "<value>"):
+    """One expression on its own (a `--set` value such as `(2, 2, 2, 2)`), or SpecError."""
+    if len(source) > 10_000 or "\0" in source or "\n" in source:
+        raise SpecError([Diagnostic("NN015", "a value is one short line of text")])
+    _check_nesting(source, file)
+    try:
+        tree = _parser().parse(source, start="expr")
+    except UnexpectedInput as e:
+        raise SpecError([_syntax_diagnostic(e, source, file)], {file: source}) from None
+    _check_depth(tree, source, file)
+    try:
+        return _ToAst(file, source).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, SpecError):
+            raise e.orig_exc from None
+        raise
+
+
 def parse_file(path: str | os.PathLike) -> ast.Module:
     return parse(read_source(path), str(path))
 

@@ -648,3 +648,15 @@ def test_the_emitter_writes_the_new_expressions_as_python():
                     "self.stem = nn.Conv2d(3, widths[0], 3, padding=1)",
                     "self.stage2 = Unit(-(-widths[0] // 3), min(widths[1], widths[-1] + 1), k=5)"):
         assert written in source
+
+
+def test_a_tuple_parameter_can_be_set_from_the_command_line(tmp_path, capsys):
+    from nnspec.cli import main
+    from nnspec.expr import literal
+    path = write(tmp_path / "stages.nn", "network stages(depths = (2, 2))\ninput 3x8x8\n"
+                                         "repeat len(depths) as s { repeat depths[s] { relu } }\n")
+    assert main(["check", str(path), "--set", "depths=(1, 2, 3)"]) == 0
+    assert "6 layers" in capsys.readouterr().out
+    assert literal("(1, (2, 3), -4, 2 ** 3, \"a\", true)") == (1, (2, 3), -4, 8, "a", True)
+    with pytest.raises(nnspec.SpecError):
+        literal("(1, x)")
