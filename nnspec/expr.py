@@ -31,7 +31,7 @@ MAX_VALUE = 10 ** 18       # integers in a spec stay below this
 MAX_STEPS = 1_000_000      # work of one expansion that makes no layers: statements, iterations,
                            # block calls, operations; every layer made adds NODE_STEPS to it
 MAX_TUPLE = 10_000         # items of one tuple
-MAX_STRING = 10_000        # characters of one string value (a label built from expressions too)
+MAX_STRING = 10_000        # characters of a label built from expressions
 MAX_NAME = 1_000           # characters of a layer's full name (`layer4.1.conv2`)
 
 # A block instance costs this many steps: binding its arguments, naming, a new scope.
@@ -50,7 +50,7 @@ class ExprError(Exception):
 
 
 class BudgetError(Exception):
-    """The work budget is spent (what the step was is in `what`)."""
+    """The work budget is spent; `what` is the message, `span` where (if the step knew)."""
 
     def __init__(self, what: str, span: Span | None = None):
         super().__init__(what)
