@@ -63,6 +63,14 @@ class Binary:
 
 
 @dataclass(frozen=True, slots=True)
+class Index:
+    """`depths[s]`: an item of a tuple (negative indices count from the end)."""
+    obj: "Expr"
+    index: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class IfExpr:
     then: "Expr"
     test: "Expr"
@@ -70,7 +78,7 @@ class IfExpr:
     span: Span
 
 
-Expr = Union[Const, Var, Attr, CallExpr, TupleExpr, Unary, Binary, IfExpr]
+Expr = Union[Const, Var, Attr, CallExpr, TupleExpr, Unary, Binary, Index, IfExpr]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +142,17 @@ class ShapeExpr:
 
 @dataclass(frozen=True, slots=True)
 class Stmt:
-    """One line: an optional label, a chain of items, an optional `-> shape` assertion."""
+    """One line: an optional label, a chain of items, an optional `-> shape` assertion.
+
+    `label` is the label as written; when it holds `{expressions}` (`denselayer{i + 1}`),
+    `label_parts` is its text and expressions in order (`("denselayer", Binary(...))`) and
+    the expander evaluates it (`expr.label_text`)."""
     label: str | None
     label_span: Span | None
     items: tuple[Item, ...]
     expect: ShapeExpr | None
     span: Span
+    label_parts: tuple | None = None
 
 
 # ---- top level -----------------------------------------------------------------------------
@@ -188,6 +201,13 @@ class Train:
 
 
 @dataclass(frozen=True, slots=True)
+class Use:
+    """`use "blocks.nn"`: bring the block definitions of another file into scope."""
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class Module:
     """A whole file, in source order."""
     file: str
@@ -197,3 +217,4 @@ class Module:
     blocks: tuple[BlockDef, ...]
     body: tuple[Stmt, ...]
     trains: tuple[Train, ...]
+    uses: tuple[Use, ...] = ()

@@ -37,6 +37,12 @@ def _literal(v: str):
             return conv(v)
         except ValueError:
             pass
+    if v.startswith("("):  # a tuple, `--set depths=(2, 2, 2, 2)`, read as the spec reads one
+        from .expr import literal
+        try:
+            return literal(v)
+        except SpecError:
+            pass
     return v
 
 

@@ -8,6 +8,8 @@ negative batch sizes).
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -158,12 +160,94 @@ KEYS = tuple(sorted(set(_SCALARS) | set(_CHOICE) | set(_LISTS) | set(_KWARGS) | 
 
 def is_frozen(name: str, patterns) -> bool:
     """`freeze "features"` or `freeze "features.*"` both freeze features.0, features.3, …"""
-    return any(matches(p, name) for p in patterns)
+    return _compiled(tuple(patterns))(name)
 
 
 def matches(pattern: str, name: str) -> bool:
-    return fnmatch.fnmatchcase(name, pattern) or name.startswith(pattern.rstrip(".*") + ".") \
-        or name == pattern
+    """A layer name matches a pattern: equal to it, inside the group it names (`features`
+    matches features.0), or matching it as a shell wildcard (`layer*.conv?`)."""
+    return _compiled((pattern,))(name)
+
+
+def matching_nothing(patterns, names) -> list[str]:
+    """The patterns that match none of the names, in near-linear time (hundreds of patterns
+    over thousands of layers): literal patterns are looked up among the names and the groups
+    they sit in; only real wildcards are tried name by name."""
+    names = [n for n in names if n and "\n" not in n]  # what a line of the joined text can be
+    exact = set(names)
+    groups = {n[:i] for n in names for i, ch in enumerate(n) if ch == "."}
+    lines = None  # every name on a line of its own: one regex scan per wildcard pattern
+    out = []
+    for p in patterns:
+        base, wild = _split(p)
+        if p in exact or base in groups:
+            continue
+        if wild:
+            rx = _line_regex(p)
+            if rx is None:
+                if any(map(_compiled((p,)), names)):
+                    continue
+            else:
+                lines = lines if lines is not None else "\n".join(names)
+                if names and rx.search(lines):
+                    continue
+        out.append(p)
+    return out
+
+
+def _line_regex(pattern: str):
+    """fnmatch's regex for `pattern`, matching whole lines of a text (names never hold a line
+    break: `.` no longer matches one, nor does a negated class); None where fnmatch's output
+    is not in the form this relies on."""
+    full = fnmatch.translate(pattern)
+    if not (full.startswith("(?s:") and full.endswith(")\\Z")):
+        return None
+    inner = re.sub(r"(?<!\\)\[\^", "[^\\n", full[4:-3])
+    try:
+        return re.compile(f"(?m)^(?:{inner})$")
+    except re.error:
+        return None
+
+
+class _Patterns:
+    """Patterns compiled once: a name costs a few set look-ups (one per '.' in it) and, when
+    some pattern has a real wildcard, one match of a single combined regex."""
+
+    def __init__(self, patterns: tuple):
+        self.exact = set(patterns)
+        self.groups = set()
+        wild = []
+        for p in patterns:
+            base, is_wild = _split(p)
+            self.groups.add(base)
+            if is_wild:
+                wild.append(f"(?:{fnmatch.translate(p)})")
+        self.regex = re.compile("|".join(wild)) if wild else None
+
+    def __call__(self, name: str) -> bool:
+        if name in self.exact:
+            return True
+        groups = self.groups
+        i = name.find(".")
+        while i >= 0:
+            if name[:i] in groups:
+                return True
+            i = name.find(".", i + 1)
+        return self.regex is not None and self.regex.match(name) is not None
+
+
+def _split(pattern: str) -> tuple[str, bool]:
+    """(the group a pattern names, whether shell matching can add names to that group's):
+    `features.*` and `features` name the group features, and `.*` adds nothing to it;
+    `layer*` and `fc?` are real wildcards."""
+    base = pattern.rstrip(".*")
+    tail = pattern[len(base):]
+    return base, any(c in base for c in "*?[") or tail.startswith("*")
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(patterns: tuple) -> _Patterns:
+    return _Patterns(patterns)
 
 
 class _Bad(Exception):

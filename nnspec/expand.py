@@ -5,20 +5,24 @@ shapes are known while expanding). All independent errors are collected.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from . import ast
 from .errors import Collector, Diagnostic, Frame, Span, SpecError, did_you_mean
+from .expr import (BLOCK_CALL_STEPS, MAX_NAME, MAX_VALUE, NODE_STEPS, Budget, BudgetError, Evaluator,
+                   ExprError, label_text, names_in, shape_fields)
 from .ir import Graph, Node
 from .ops import OPS, USER_OPS, ArgError, ShapeError, shape_str
-from .values import CallValue, Sym, fmt
+from .values import fmt
 
 MAX_NODES = 200_000
-MAX_VALUE = 10 ** 18
 MAX_BLOCK_DEPTH = 50  # block instances inside block instances
+MAX_DEPTH = 150       # nested bodies (groups, repeats, ifs, merges, block instances) in all
+MAX_USE_DEPTH = 20    # files reached through `use`
+
+__all__ = ["Expander", "expand", "chain_labels", "shape_fields", "MAX_NODES", "MAX_VALUE"]
 
 
 class _Abort(Exception):
@@ -61,15 +65,21 @@ class _Ctx:
 
 
 class Expander:
-    def __init__(self, module: ast.Module, overrides: dict | None = None):
+    def __init__(self, module: ast.Module, overrides: dict | None = None, budget: Budget | None = None):
         self.m = module
         self.errors = Collector()
         self.nodes: list[Node] = []
         self.names: dict[str, Span] = {}
         self.blocks: dict[str, ast.BlockDef] = {}
+        self.sources: dict[str, str] = {module.file: module.source}  # every file read
+        self.used: set[str] = set()  # files read through `use`
         self.overrides = dict(overrides or {})
         header = module.headers[0] if module.headers else None
         self.globals = frozenset(p.name for p in header.params) if header else frozenset()
+        self.budget = budget if budget is not None else Budget()
+        self.ev = _ExpandEval(self.budget)
+        self.words = _ExpandEval(self.budget, bare_words=True)  # the train section's values
+        self.depth = 0
 
     # ---- entry
     def run(self) -> Graph:
@@ -82,7 +92,7 @@ class Expander:
         for extra in m.trains[1:]:
             self.errors.add("NN019", "a second `train` section", extra.span,
                             help="put all training settings in one `train { … }`")
-        for b in m.blocks:
+        for b in self._used_blocks(m) + list(m.blocks):
             if b.name in self.blocks:
                 self.errors.add("NN019", f"block '{b.name}' is defined twice", b.span,
                                 notes=(f"first defined at {self.blocks[b.name].span}",))
@@ -96,16 +106,19 @@ class Expander:
         name = header.name if header else _stem(m.file)
         env = self._network_args(header)
         if self.errors:  # a network parameter without a value: everything that uses it would fail too
-            raise SpecError(self.errors.diagnostics, {m.file: m.source})
+            raise SpecError(self.errors.diagnostics, self.sources)
         if not m.inputs:
+            library = bool(m.blocks) and not m.body and not m.headers
             self.errors.add("NN019", "the spec has no `input` declaration",
                             Span(m.file, 1, 1, 1, 1),
-                            help="declare the input shape, e.g. `input 3x224x224` or `input 784`")
-            raise SpecError(self.errors.diagnostics, {m.file: m.source})
+                            help="this file only defines blocks: `use` it from a spec that declares an "
+                                 "input" if library else
+                            "declare the input shape, e.g. `input 3x224x224` or `input 784`")
+            raise SpecError(self.errors.diagnostics, self.sources)
         decl = m.inputs[0]
         in_shape = self._shape(decl.shape, env)
         if in_shape is None:
-            raise SpecError(self.errors.diagnostics, {m.file: m.source})
+            raise SpecError(self.errors.diagnostics, self.sources)
         self._add_node("input", "input", {"shape": in_shape}, (), in_shape, decl.span, ())
         ctx = _Ctx(env, in_shape, _Scope(""), (), ())
         out = self._body(m.body, 0, ctx)
@@ -123,9 +136,61 @@ class Expander:
                     raise Unevaluable from None
             train = build_train_config(m.trains[0], evaluate, self.errors)
         if self.errors:
-            raise SpecError(self.errors.diagnostics, {m.file: m.source})
+            raise SpecError(self.errors.diagnostics, self.sources)
         return Graph(name, dict(env), tuple(self.nodes), out, m.file,
-                     m.source, train, dict(self.blocks))
+                     m.source, train, dict(self.blocks), module=m, sources=dict(self.sources))
+
+    # ---- `use "file.nn"`
+    def _used_blocks(self, m: ast.Module, seen: tuple = ()) -> list:
+        """The block definitions of the files `m` uses (and those they use), in order."""
+        from . import parser
+        out: list = []
+        here = (_resolve(m.file, ""),) + seen
+        for u in m.uses:
+            if "://" in u.path or u.path.startswith(("http:", "https:")):
+                self.errors.add("NN002", f"`use` takes a file path, not a URL: \"{u.path}\"", u.span,
+                                help="download the file next to the spec and use its path")
+                continue
+            path = _resolve(m.file, u.path)
+            if path in here:
+                cycle = " -> ".join(os.path.basename(p) for p in here[::-1] + (path,))
+                self.errors.add("NN016", f"\"{u.path}\" is already being read: `use` goes round in a "
+                                         f"circle ({cycle})", u.span,
+                                help="move the shared blocks into a file that uses neither")
+                continue
+            if path in self.used:  # used before (twice, or through two files): its blocks are in
+                continue
+            if len(here) > MAX_USE_DEPTH:
+                self.errors.add("NN002", f"`use` chains more than {MAX_USE_DEPTH} files deep", u.span)
+                continue
+            try:
+                sub = parser.parse_file(path)
+            except SpecError as e:
+                self.sources.update(e.sources)
+                for d in e.diagnostics:
+                    if d.span is None:  # cannot read: say so at the `use` line
+                        self.errors.add(d.code, d.message.replace(f"'{path}'", f"'{u.path}'"), u.span,
+                                        help=d.help or f"the path is relative to the directory of "
+                                                       f"{_shown(m.file)}")
+                    else:
+                        self.errors.diagnostics.append(d)
+                continue
+            self.sources[sub.file] = sub.source
+            self.used.add(path)
+            extra = [(what, item.span) for what, items in (("a `network` header", sub.headers),
+                                                           ("an `input` declaration", sub.inputs),
+                                                           ("layers", sub.body),
+                                                           ("a `train` section", sub.trains))
+                     for item in items[:1]]
+            if extra:
+                what, span = extra[0]
+                self.errors.add("NN019", f"\"{u.path}\" has {what}; a used file may only define blocks",
+                                u.span, notes=(f"{what} at {span}",),
+                                help="move the network into its own file and `use` the blocks from it")
+                continue
+            out += self._used_blocks(sub, here)
+            out += list(sub.blocks)
+        return out
 
     def _network_args(self, header) -> dict:
         env: dict = {}
@@ -137,23 +202,30 @@ class Expander:
                                 header.span if header else None,
                                 help=did_you_mean(k, known) or
                                 (f"parameters: {', '.join(sorted(known))}" if known else "it takes none"))
+        failed: set = set()
         for p in params:
             if p.name in self.overrides:
                 env[p.name] = self.overrides[p.name]
             elif p.default is None:
                 self.errors.add("NN012", f"network parameter '{p.name}' has no default", p.span,
                                 help=f"give it one: `{p.name} = …`")
+            elif names_in(p.default) & failed:  # its error is reported where it starts
+                failed.add(p.name)
             else:
                 try:
                     env[p.name] = self.eval(p.default, env, None)
                 except _Abort:
-                    pass
+                    failed.add(p.name)
         return env
 
     # ---- statements
     def _body(self, stmts, current: int, ctx: _Ctx) -> int:
-        for s in stmts:
-            current = self._stmt(s, current, ctx)
+        self.depth += 1
+        try:
+            for s in stmts:
+                current = self._stmt(s, current, ctx)
+        finally:
+            self.depth -= 1
         return current
 
     def _stmt(self, s: ast.Stmt, current: int, ctx: _Ctx) -> int:
@@ -162,12 +234,39 @@ class Expander:
             self.errors.add("NN017", f"a chain of {len(s.items):,} items would expand to more than "
                                      f"{MAX_NODES:,} layers", s.span, chain=ctx.chain)
             raise _TooBig
-        for i, (item, label) in enumerate(zip(s.items, chain_labels(s))):
-            label_span = s.label_span if i == 0 else s.span
-            try:
-                current = self._item(item, label, label_span, current, ctx)
-            except _Abort:
-                return self._broken(current)
+        if self.depth > MAX_DEPTH:
+            self.errors.add("NN017", f"groups, repeats and blocks are nested more than {MAX_DEPTH} deep here",
+                            s.span, chain=ctx.chain, help="flatten the structure: fewer nested `{ }`")
+            raise _TooBig
+        budget = self.budget
+        budget.used += 1
+        try:
+            if budget.used > budget.limit:
+                budget.spend(0)
+            label = s.label
+            if s.label_parts is not None:
+                try:
+                    label = label_text(s, self.ev, ctx.env, ctx.in_shape)
+                except ExprError as err:
+                    self.errors.add(err.code, err.message, err.span, help=err.help, chain=ctx.chain)
+                    return self._broken(current)
+                except _Abort:
+                    return self._broken(current)
+            if len(s.items) == 1:  # the common case, without the chain's names
+                try:
+                    current = self._item(s.items[0], label, s.label_span, current, ctx)
+                except _Abort:
+                    return self._broken(current)
+            else:
+                for i, (item, label) in enumerate(zip(s.items, chain_labels(s, label))):
+                    label_span = s.label_span if i == 0 else s.span
+                    try:
+                        current = self._item(item, label, label_span, current, ctx)
+                    except _Abort:
+                        return self._broken(current)
+        except BudgetError as e:
+            self.errors.add("NN017", e.what, s.span, chain=ctx.chain, help=_WORK_HELP)
+            raise _TooBig from None
         if s.expect is not None:
             self._check_expect(s, start, current, ctx)
         return current
@@ -198,6 +297,10 @@ class Expander:
         raise AssertionError(item)
 
     def _claim(self, name: str, span: Span | None, ctx: _Ctx) -> str:
+        if len(name) > MAX_NAME:
+            self.errors.add("NN017", f"the layer name '{name[:40]}…' is {len(name):,} characters long",
+                            span, chain=ctx.chain, help=f"names are at most {MAX_NAME:,} characters")
+            raise _TooBig
         if name in self.names:
             self.errors.add("NN018", f"the name '{name}' is used twice", span, chain=ctx.chain,
                             notes=(f"first used at {self.names[name]}",))
@@ -212,6 +315,7 @@ class Expander:
             raise _TooBig
         nid = len(self.nodes)
         self.nodes.append(Node(nid, name, op, attrs, inputs, shape, span, chain))
+        self.budget.limit += NODE_STEPS  # work that makes layers is bounded by MAX_NODES
         return nid
 
     def _op(self, call: ast.Call, label, label_span, current, ctx: _Ctx) -> int:
@@ -268,6 +372,7 @@ class Expander:
             self.errors.add("NN016", f"blocks are nested more than {MAX_BLOCK_DEPTH} deep", call.span,
                             chain=ctx.chain, help="flatten the hierarchy of blocks")
             raise _Abort
+        self.budget.spend(BLOCK_CALL_STEPS)
         genv = {k: v for k, v in ctx.env.items() if k in self.globals}  # blocks see network args only
         args = self._bind_block(b, call, genv, ctx)
         env = {**genv, **args}
@@ -343,11 +448,20 @@ class Expander:
                             r.count.span, chain=ctx.chain, help="check the repeat count")
             raise _Abort
         before = len(self.nodes)
+        if not r.body:  # nothing to expand: only the work is counted
+            self.budget.spend(count)
+            return current
+        budget = self.budget
+        inner = ctx if not r.var else None  # without an index, every iteration sees the same names
         for i in range(count):
-            env = dict(ctx.env)
-            if r.var:
+            budget.used += 1
+            if budget.used > budget.limit:
+                budget.spend(0, r.span)
+            if inner is None or r.var:
+                env = dict(ctx.env)
                 env[r.var] = i
-            current = self._body(r.body, current, _Ctx(env, ctx.in_shape, ctx.scope, ctx.chain, ctx.stack))
+                inner = _Ctx(env, ctx.in_shape, ctx.scope, ctx.chain, ctx.stack)
+            current = self._body(r.body, current, inner)
             if current < 0:
                 break
             if i == 0:  # refuse a huge expansion from its first iteration, not after 200,000 nodes
@@ -392,91 +506,35 @@ class Expander:
     # ---- expressions
     def eval(self, e, env: dict, in_shape, symbols: bool = False) -> Any:
         try:
-            return self._eval(e, env, in_shape, symbols)
-        except _ExprError as err:
+            return (self.words if symbols else self.ev).eval(e, env, in_shape)
+        except ExprError as err:
             self.errors.add(err.code, err.message, err.span, help=err.help)
             raise _Abort
 
-    def _eval(self, e, env, in_shape, symbols):
-        # Recursion is one frame per level (no helper closures): deep expressions stay far
-        # from Python's recursion limit (the parser caps the depth).
-        t = type(e)
-        if t is ast.Const:
-            return e.value
-        if t is ast.Var:
-            if e.name in env:
-                return env[e.name]
-            if symbols:
-                return Sym(e.name, e.span)
-            raise _ExprError("NN014", f"undefined name '{e.name}'", e.span, _undefined_help(e.name, env))
-        if t is ast.Binary:
-            if e.op == "and":
-                return self._eval(e.left, env, in_shape, symbols) and self._eval(e.right, env, in_shape, symbols)
-            if e.op == "or":
-                return self._eval(e.left, env, in_shape, symbols) or self._eval(e.right, env, in_shape, symbols)
-            return _binary(e, self._eval(e.left, env, in_shape, symbols),
-                           self._eval(e.right, env, in_shape, symbols))
-        if t is ast.Attr:
-            return self._attr(e, in_shape)
-        if t is ast.TupleExpr:
-            return tuple(self._eval(x, env, in_shape, symbols) for x in e.items)
-        if t is ast.CallExpr:
-            if not symbols:
-                raise _ExprError("NN015", f"'{e.name}(…)' is not a value here", e.span,
-                                 "only the train section takes calls such as `sgd(lr=0.1)`")
-            return CallValue(e.name, tuple(self._eval(a, env, in_shape, symbols) for a in e.args),
-                             tuple((k.name, self._eval(k.value, env, in_shape, symbols), k.span)
-                                   for k in e.kwargs), e.span)
-        if t is ast.IfExpr:
-            test = self._eval(e.test, env, in_shape, symbols)
-            return self._eval(e.then if test else e.orelse, env, in_shape, symbols)
-        if t is ast.Unary:
-            v = self._eval(e.operand, env, in_shape, symbols)
-            if e.op == "not":
-                return not v
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise _ExprError("NN015", f"cannot negate {fmt(v)}", e.span)
-            return -v
-        raise AssertionError(e)
 
-    def _attr(self, e: ast.Attr, in_shape):
-        if e.obj != "in":
-            raise _ExprError("NN014", f"'{e.obj}.{e.attr}': only the incoming shape `in` has fields",
-                             e.span, "use in.c, in.h, in.w, in.l, in.rank, in.features or in.shape")
-        if in_shape is _UNKNOWN_SHAPE:  # the block's input failed: that error is already collected
+class _ExpandEval(Evaluator):
+    """`in.*` after an error upstream stops silently: that error is already collected."""
+
+    def field(self, e, shape):
+        if shape is _UNKNOWN_SHAPE:
             raise _Abort
-        if in_shape is None:
-            raise _ExprError("NN014", f"'in.{e.attr}' has no value here: `in` is the shape entering "
-                                      f"the layers", e.span,
-                             "write the number; `in` can be read in layer arguments and blocks")
-        fields = shape_fields(in_shape)
-        if e.attr not in fields:
-            raise _ExprError("NN014", f"the incoming shape {shape_str(in_shape)} has no field '{e.attr}'",
-                             e.span, f"fields: {', '.join(sorted(fields))}")
-        return fields[e.attr]
+        return super().field(e, shape)
 
 
-def chain_labels(s: ast.Stmt) -> list[str | None]:
+def chain_labels(s: ast.Stmt, label: str | None = None) -> list[str | None]:
     """The label of each item of a statement, None where its scope names it: `fc6: linear(4096)
-    relu relu` -> fc6, fc6_relu, fc6_relu_2. The torch emitter names modules by the same rule."""
-    labels, seen = [s.label], {}
+    relu relu` -> fc6, fc6_relu, fc6_relu_2. `label` is the statement's label evaluated (for
+    `{expressions}` in it); the torch emitter names modules by the same rule."""
+    if label is None:
+        label = s.label
+    labels, seen = [label], {}
     for item in s.items[1:]:
-        if s.label and isinstance(item, ast.Call):
+        if label and isinstance(item, ast.Call):
             k = seen[item.name] = seen.get(item.name, 0) + 1
-            labels.append(f"{s.label}_{item.name}" + (f"_{k}" if k > 1 else ""))
+            labels.append(f"{label}_{item.name}" + (f"_{k}" if k > 1 else ""))
         else:
             labels.append(None)
     return labels
-
-
-def shape_fields(shape: tuple) -> dict:
-    """What `in.*` reads from a shape: c, rank, features, shape, and h, w (CxHxW) or l (CxL)."""
-    fields = {"shape": tuple(shape), "rank": len(shape), "c": shape[0], "features": math.prod(shape)}
-    if len(shape) == 3:
-        fields.update(h=shape[1], w=shape[2])
-    if len(shape) == 2:
-        fields.update(l=shape[1])
-    return fields
 
 
 # The shape entering a block instance whose input failed (`in.*` there stops silently).
@@ -484,82 +542,7 @@ _UNKNOWN_SHAPE = object()
 
 
 class _TooBig(Exception):
-    """The node limit was hit: expansion stops altogether."""
-
-
-class _ExprError(Exception):
-    def __init__(self, code, message, span, help=None):
-        super().__init__(message)
-        self.code, self.message, self.span, self.help = code, message, span, help
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _binary(e: ast.Binary, a, b):
-    op = e.op
-    if op in ("==", "!="):
-        return (a == b) == (op == "==")
-    if not (_number(a) and _number(b)):
-        if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
-            return a + b
-        raise _ExprError("NN015", f"cannot apply '{op}' to {fmt(a)} and {fmt(b)}", e.span)
-    if op in ("<", "<=", ">", ">="):
-        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-    try:
-        if op == "+":
-            r = a + b
-        elif op == "-":
-            r = a - b
-        elif op == "*":
-            r = a * b
-        elif op == "/":
-            if b == 0:
-                raise _ExprError("NN015", "division by zero", e.span)
-            r = a // b if isinstance(a, int) and isinstance(b, int) and a % b == 0 else a / b
-        elif op == "//":
-            if b == 0:
-                raise _ExprError("NN015", "division by zero", e.span)
-            r = a // b
-        elif op == "%":
-            if b == 0:
-                raise _ExprError("NN015", "modulo by zero", e.span)
-            r = a % b
-        elif op == "**":
-            if isinstance(a, int) and isinstance(b, int) and b > 64 and abs(a) > 1:
-                raise _ExprError("NN003", f"{a}**{b} is out of range", e.span,
-                                 "values in a spec must be below 10^18")
-            r = a ** b
-            if isinstance(r, complex):
-                raise _ExprError("NN015", f"{_paren(a)}**{fmt(b)} is not a real number", e.span)
-        else:
-            raise AssertionError(op)
-    except OverflowError:
-        raise _ExprError("NN003", f"the result of '{op}' is out of range", e.span) from None
-    except ZeroDivisionError:
-        raise _ExprError("NN015", "division by zero", e.span) from None
-    if isinstance(r, int) and abs(r) >= MAX_VALUE:
-        raise _ExprError("NN003", f"the result of '{op}' is out of range", e.span,
-                         "values in a spec must be below 10^18")
-    if isinstance(r, float) and not math.isfinite(r):
-        raise _ExprError("NN003", f"the result of '{op}' is not finite", e.span)
-    return r
-
-
-_BOOLEAN_WORDS = {"True", "False", "yes", "no", "on", "off", "TRUE", "FALSE"}
-
-
-def _undefined_help(name: str, env) -> str | None:
-    if name in _BOOLEAN_WORDS:
-        return "booleans are written true and false"
-    if name in ("None", "none", "null"):
-        return "leave the argument out to get its default"
-    return did_you_mean(name, env) or (f"names in scope: {', '.join(sorted(env))}" if env else None)
-
-
-def _paren(v) -> str:
-    return f"({fmt(v)})" if _number(v) and v < 0 else fmt(v)
+    """A limit was hit (layers, work): expansion stops altogether."""
 
 
 def _arg_span(opdef, call: ast.Call, arg: str | None) -> Span:
@@ -582,13 +565,33 @@ def _stem(file: str) -> str:
     return os.path.splitext(os.path.basename(file))[0] or "network"
 
 
+_WORK_HELP = (f"each statement, repeat iteration and operation is a step, a block instance "
+              f"{BLOCK_CALL_STEPS}, and each layer made allows {NODE_STEPS} more: check the repeat "
+              f"counts, and blocks that instantiate other blocks several times (the work multiplies "
+              f"at each level)")
+
+
+def _resolve(file: str, path: str) -> str:
+    """`path` relative to the directory of `file` (the current directory for text that has
+    no file, such as `nnspec.loads`)."""
+    base = os.path.dirname(file) if file and not file.startswith("<") else ""
+    return os.path.normpath(os.path.join(base, path)) if path else os.path.normpath(file)
+
+
+def _shown(file: str) -> str:
+    return file if file and not file.startswith("<") else "the current directory"
+
+
 def expand(module: ast.Module, overrides: dict | None = None) -> Graph:
     ex = Expander(module, overrides)
     try:
         return ex.run()
     except _TooBig:
-        raise SpecError(ex.errors.diagnostics, {module.file: module.source}) from None
-    except RecursionError:  # the parser and the block-depth limit should make this unreachable
+        raise SpecError(ex.errors.diagnostics, ex.sources) from None
+    except BudgetError as e:  # spent outside a statement: network arguments, shapes, train
+        ex.errors.add("NN017", e.what, e.span, help=_WORK_HELP)
+        raise SpecError(ex.errors.diagnostics, ex.sources) from None
+    except RecursionError:  # the parser and the depth limits should make this unreachable
         raise SpecError([Diagnostic("NN002", "the spec is nested too deeply to expand",
                                     help="flatten deep groups and expressions into block definitions")],
-                        {module.file: module.source}) from None
+                        ex.sources) from None

@@ -39,8 +39,10 @@ class Graph:
     file: str
     source: str
     train: Any = None  # nnspec.config.TrainConfig
-    blocks: Mapping[str, Any] = field(default_factory=dict)  # name -> ast.BlockDef
+    blocks: Mapping[str, Any] = field(default_factory=dict)  # name -> ast.BlockDef (used files' too)
     _by_name: dict = field(default_factory=dict, repr=False)
+    module: Any = field(default=None, repr=False)  # the parsed file (nnspec.ast.Module)
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False)  # file -> text, used files too
 
     @property
     def input(self) -> Node:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lark
 from lark import Lark, Token, Transformer, Tree
+from lark.lark import PostLex
 from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
                              VisitError)
 
@@ -27,7 +28,28 @@ MAX_NESTING = 100      # brackets
 MAX_TREE_DEPTH = 330   # parse-tree levels: 100 nested groups take 303; operator chains count too
 MAX_INT_DIGITS = 18
 
-_OPTIONS = dict(parser="lalr", lexer="contextual", propagate_positions=False, maybe_placeholders=True)
+_OPTIONS = dict(parser="lalr", lexer="contextual", propagate_positions=False, maybe_placeholders=True,
+                start=["start", "expr"])
+_VERSION = "2"  # of the post-lexer and options: part of the cache key
+
+
+class _Continuation(PostLex):
+    """A line break inside `( )` or `[ ]` continues the statement, as in Python: the _NL
+    tokens there (with the comments they carry) are dropped."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        for tok in stream:
+            t = tok.type
+            if t == "LPAR" or t == "LSQB":
+                depth += 1
+            elif t == "RPAR" or t == "RSQB":
+                depth = depth - 1 if depth else 0
+            elif t == "_NL" and depth:
+                continue
+            yield tok
 
 
 # ---- the grammar and its parser ------------------------------------------------------------
@@ -47,14 +69,14 @@ def _cache_dir() -> Path:
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     text = grammar_text()
-    key = hashlib.sha256((text + lark.__version__ + json.dumps(_OPTIONS)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((text + lark.__version__ + json.dumps(_OPTIONS) + _VERSION).encode()).hexdigest()[:16]
     path = _cache_dir() / f"parser-{key}.json"
     try:
         blob = _decode(json.loads(path.read_text("utf-8")))
-        return Lark._load_from_dict(blob["data"], blob["memo"])
+        return Lark._load_from_dict(blob["data"], blob["memo"], postlex=_Continuation())
     except Exception:  # no cache yet, or unreadable: build the tables (about 70 ms) and save them
         pass
-    parser = Lark(text, **_OPTIONS)
+    parser = Lark(text, postlex=_Continuation(), **_OPTIONS)
     try:
         data, memo = parser.memo_serialize([lark.lexer.TerminalDef, lark.grammar.Rule])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +155,7 @@ def parse(source: str, file: str = "<string>") -> ast.Module:
         source = source[1:]
     _check_nesting(source, file)
     try:
-        tree = _parser().parse(source)
+        tree = _parser().parse(source, start="start")
     except UnexpectedInput as e:
         raise SpecError([_syntax_diagnostic(e, source, file)], {file: source}) from None
     _check_depth(tree, source, file)
@@ -150,14 +172,32 @@ def parse(source: str, file: str = "<string>") -> ast.Module:
         raise SpecError([_too_deep(Span(file, 1, 1, 1, 1))], {file: source}) from None
 
 
+def parse_expr(source: str, file: str = "<value>"):
+    """One expression on its own (a `--set` value such as `(2, 2, 2, 2)`), or SpecError."""
+    if len(source) > 10_000 or "\0" in source or "\n" in source:
+        raise SpecError([Diagnostic("NN015", "a value is one short line of text")])
+    _check_nesting(source, file)
+    try:
+        tree = _parser().parse(source, start="expr")
+    except UnexpectedInput as e:
+        raise SpecError([_syntax_diagnostic(e, source, file)], {file: source}) from None
+    _check_depth(tree, source, file)
+    try:
+        return _ToAst(file, source).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, SpecError):
+            raise e.orig_exc from None
+        raise
+
+
 def parse_file(path: str | os.PathLike) -> ast.Module:
     return parse(read_source(path), str(path))
 
 
 # ---- hostile input guards ------------------------------------------------------------------
 
-_OPEN = {"{": "}", "(": ")"}
-_SCAN = re.compile(r'#[^\n]*|"[^"\n]*"|\'[^\'\n]*\'|[{}()\n]')
+_OPEN = {"{": "}", "(": ")", "[": "]"}
+_SCAN = re.compile(r'#[^\n]*|"[^"\n]*"|\'[^\'\n]*\'|[{}()\[\]\n]')
 
 
 def _check_nesting(source: str, file: str) -> None:
@@ -175,7 +215,7 @@ def _check_nesting(source: str, file: str) -> None:
                     "NN002", f"brackets nested more than {MAX_NESTING} deep",
                     Span(file, line, col, line, col + 1),
                     help="flatten the structure with block definitions")], {file: source})
-        elif ch in ")}":
+        elif ch in ")}]":
             depth = max(0, depth - 1)
 
 
@@ -230,9 +270,18 @@ def _syntax_diagnostic(e: UnexpectedInput, source: str, file: str) -> Diagnostic
         if len(expected) > 6:  # after a stray character, a long list of tokens helps no one
             expected = set()
         hint = _char_hint(ch, source, pos)
+        late = _late_label(ch, source, pos)
+        if late is not None:  # `conv(8, 3) b: conv(8, 3)`: a label after other items
+            name = late
+            span = Span(file, line, column - len(name), line, column + 1)
+            return Diagnostic("NN001", f"the label '{name}:' is not at the start of a statement", span,
+                              help=f"a label names the first item of its statement; start a new line "
+                                   f"before `{name}:`")
     elif isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
-        lines = source.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
+        lines = source.split("\n")  # one line model everywhere: only \n ends a line
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()
+        line, column = len(lines), len(lines[-1].rstrip("\r")) + 1
         span = Span(file, line, column, line, column + 1)
         message = "unexpected end of file"
         opener = _unclosed(source)
@@ -241,6 +290,9 @@ def _syntax_diagnostic(e: UnexpectedInput, source: str, file: str) -> Diagnostic
         tok = e.token
         text = str(tok)
         pos = tok.start_pos if tok.start_pos is not None else 0
+        if tok.type == "LSQB" and "LSQB" not in expected:  # `[3, 5]`: brackets only index
+            return Diagnostic("NN001", "unexpected character '['", Span(file, line, column, line, column + 1),
+                              help=_char_hint("[", source, pos))
         if tok.type == "_NL":
             message = "unexpected end of line"
             span = Span(file, line, column, line, column + 1)
@@ -248,8 +300,12 @@ def _syntax_diagnostic(e: UnexpectedInput, source: str, file: str) -> Diagnostic
             message = f"unexpected {text!r}"
             span = Span(file, line, column, line, column + max(1, len(text.splitlines()[0] if text else "")))
         hint = _token_hint(tok, expected, source, pos)
-    # LALR merges look-aheads: don't offer a closing bracket that nothing opened
-    opened = {o for o, *_ in _open_stack(source[:_offset(source, line, column)])}
+    # LALR merges look-aheads: don't offer a closing bracket that nothing opened, nor a
+    # line break at the start of a line
+    at = _offset(source, line, column)
+    if not _line_before(source, at).strip():
+        expected.discard("_NL")
+    opened = {o for o, *_ in _open_stack(source[:at])}
     expected -= {c for o, c in (("{", "RBRACE"), ("(", "RPAR")) if o not in opened}
     if expected:
         message += f"; expected {_describe_expected(expected)}"
@@ -318,6 +374,23 @@ def _char_hint(ch: str, source: str, pos: int) -> str | None:
     return None
 
 
+_LATE_LABEL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\{[^{}\n]*\}[A-Za-z0-9_]*)*)[ \t]*$")
+
+
+def _late_label(ch: str, source: str, pos: int) -> str | None:
+    """The label before a ':' that follows other items of its statement, else None."""
+    if ch != ":" or _in_train(source, pos):
+        return None
+    before = _line_before(source, pos)
+    m = _LATE_LABEL.search(before)
+    if m is None:
+        return None
+    rest = before[:m.start()].rstrip()
+    if not rest or rest.endswith("{") or rest.endswith("(") or rest.endswith(","):
+        return None
+    return m.group(1)
+
+
 def _open_stack(source: str) -> list:
     """The brackets still open at the end of `source`: (char, line, column), outermost first."""
     stack = []
@@ -328,7 +401,7 @@ def _open_stack(source: str) -> list:
             line, line_start = line + 1, m.end()
         elif ch in _OPEN:
             stack.append((ch, line, m.start() - line_start + 1))
-        elif ch in ")}" and stack:
+        elif ch in ")}]" and stack:
             stack.pop()
     return stack
 
@@ -393,9 +466,12 @@ class _ToAst(Transformer):
     def start(self, items):
         items = [i for i in items if i is not None]
         kinds = {k: tuple(i for i in items if isinstance(i, k))
-                 for k in (ast.Header, ast.InputDecl, ast.BlockDef, ast.Stmt, ast.Train)}
+                 for k in (ast.Header, ast.InputDecl, ast.BlockDef, ast.Stmt, ast.Train, ast.Use)}
         return ast.Module(self.file, self.source, kinds[ast.Header], kinds[ast.InputDecl],
-                          kinds[ast.BlockDef], kinds[ast.Stmt], kinds[ast.Train])
+                          kinds[ast.BlockDef], kinds[ast.Stmt], kinds[ast.Train], kinds[ast.Use])
+
+    def use(self, c):
+        return ast.Use(str(c[1])[1:-1], self._join(c[0], c[1]))
 
     def header(self, c):
         kw, name, params = c
@@ -422,15 +498,43 @@ class _ToAst(Transformer):
     def stmt(self, c):
         label, *items, expect = c
         items = _merges(items, self._join)
-        label_span = None
+        label_span = parts = None
         if label is not None:
             name = str(label).rstrip(" \t:")
             label_span = Span(self.file, label.line, label.column, label.line, label.column + len(name))
+            if "{" in name:
+                parts = self._label_parts(name, label)
             label = name
         first = label_span or items[0].span
         last = (expect or items[-1]).span
         span = Span(self.file, first.line, first.column, last.end_line, last.end_column)
-        return ast.Stmt(label, label_span, tuple(items), expect, span)
+        return ast.Stmt(label, label_span, tuple(items), expect, span, parts)
+
+    def _label_parts(self, name: str, tok: Token) -> tuple:
+        """`denselayer{i + 1}` -> ("denselayer", <i + 1>): each `{…}` parsed as an expression,
+        its spans placed where it is written."""
+        parts, at = [], 0
+        for m in re.finditer(r"\{([^{}]*)\}", name):
+            if m.start() > at:
+                parts.append(name[at:m.start()])
+            at = m.end()
+            inner = m.group(1)
+            col0 = tok.column + m.start(1) - 1  # columns of the inner text start at col0 + 1
+            here = Span(self.file, tok.line, col0, tok.line, col0 + len(inner) + 2)
+            if not inner.strip():
+                self._error("empty `{}` in a label", here, "write an expression inside: `layer{i + 1}:`",
+                            code="NN001")
+            try:
+                tree = _parser().parse(inner, start="expr")
+            except UnexpectedInput as e:
+                d = _syntax_diagnostic(e, inner, self.file)
+                span = Span(self.file, tok.line, col0 + d.span.column, tok.line, col0 + d.span.end_column)
+                self._error(f"in the label '{name}': {d.message}", span, d.help, code="NN001")
+            _check_depth(tree, self.source, self.file)
+            parts.append(_ShiftedAst(self.file, self.source, tok.line - 1, col0).transform(tree))
+        if at < len(name):
+            parts.append(name[at:])
+        return tuple(parts)
 
     def call(self, c):
         name, args = c
@@ -543,6 +647,9 @@ class _ToAst(Transformer):
         pos, kw, span = args
         return ast.CallExpr(str(name), pos, kw, self._join(name, span))
 
+    def index(self, c):
+        return ast.Index(c[0], c[2], self._join(c[0], c[3]))
+
     def tuple_(self, c):
         return ast.TupleExpr(tuple(x for x in c[1:-1] if x is not None), self._join(c[0], c[-1]))
 
@@ -571,3 +678,20 @@ class _ToAst(Transformer):
     def ifexp(self, c):
         then, _if, test, orelse = c
         return ast.IfExpr(then, test, orelse, self._join(then, orelse))
+
+
+class _ShiftedAst(_ToAst):
+    """For an expression parsed on its own (inside a label): token positions are moved by
+    `line0` lines and, on the first line, `col0` columns."""
+
+    def __init__(self, file: str, source: str, line0: int, col0: int):
+        super().__init__(file, source)
+        self.line0, self.col0 = line0, col0
+
+    def _tok(self, tok: Token) -> Span:
+        return Span(self.file, tok.line + self.line0, tok.column + (self.col0 if tok.line == 1 else 0),
+                    tok.end_line + self.line0, tok.end_column + (self.col0 if tok.end_line == 1 else 0))
+
+    def _join(self, first, last) -> Span:
+        return super()._join(self._tok(first) if type(first) is Token else first,
+                             self._tok(last) if type(last) is Token else last)

@@ -63,6 +63,15 @@ CASES = {
     "duplicate_sections": ["NN019", "NN019"],
     "no_layers": ["NN019"],
     "empty_merge": ["NN010"],
+    # tuples, built-in functions, labels built from expressions, `use`
+    "index_errors": ["NN015"] * 3,
+    "builtin_errors": ["NN015"] * 4,
+    "label_expression_errors": ["NN013", "NN013", "NN014"],
+    "label_not_at_start": ["NN001"],
+    "use_errors": ["NN002", "NN002"],
+    # work limits: what adds no layers is counted too
+    "work_limit": ["NN017"],
+    "tuple_too_long": ["NN017"],
     # the train section
     "train_errors": ["NN030"] * 6,
     # independent errors are all reported
@@ -85,7 +94,7 @@ def assert_well_rendered(d: Diagnostic, source: str) -> None:
     assert lines[0] == f"error[{d.code}]: {d.message}"
     assert d.span is not None, f"{d.code} {d.message!r} has no span"
     assert lines[1] == f" --> {d.span.file}:{d.span.line}:{d.span.column}"
-    src_line = source.splitlines()[d.span.line - 1] if source.splitlines() else ""
+    src_line = source.split("\n")[d.span.line - 1].rstrip("\r")  # only \n ends a line
     numbered = f"{d.span.line} | "
     source_row = next(i for i, l in enumerate(lines) if l.startswith(numbered))
     assert lines[source_row] == numbered + src_line.expandtabs(1)
@@ -230,3 +239,82 @@ def test_cli_check_reports_every_file_and_fails_if_any_fails(capsys):
     out, err = capsys.readouterr()
     assert out.count(": ok — alexnet") == 2
     assert re.search(r"unknown_op\.nn: 1 error$", err.strip())
+
+
+# ---- one line model: only \n ends a line -------------------------------------------------------
+
+# Characters that str.splitlines() (and many editors) take as line breaks, but the parser does not
+ODD_BREAKS = ["\f", "\v", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("ch", ODD_BREAKS, ids=lambda c: f"U+{ord(c):04X}")
+def test_carets_stay_on_the_right_line_whatever_the_file_holds(ch):
+    source = (f"network n\ninput 3x8x8\n# a comment{ch}with an odd character\n"
+              f"conv(8, 3) # another{ch}one\nconv(8, 3, strde=2)\ntrain {{\n  data \"a{ch}b\"\n"
+              f"  los cross_entropy\n}}\n")
+    with pytest.raises(nnspec.SpecError) as info:
+        nnspec.loads(source, file="odd.nn")
+    diags = info.value.diagnostics
+    assert [(d.code, d.span.line, d.span.column) for d in diags] == [
+        ("NN011", 5, 12), ("NN030", 7, 8), ("NN030", 8, 3)][:len(diags)]
+    assert len(diags) >= 2
+    text = info.value.render()
+    rows = text.split("\n")
+    # the numbered source row is the line the span names, the odd character shown as a space
+    assert "5 | conv(8, 3, strde=2)" in rows
+    caret = rows[rows.index("5 | conv(8, 3, strde=2)") + 1]
+    assert caret == "  |            ^^^^^^^"
+    for d in diags:
+        assert_rendered_line(d, source)
+
+
+def assert_rendered_line(d: Diagnostic, source: str) -> None:
+    """The row under ` --> ` shows line d.span.line of `source`, as the parser counts lines."""
+    want = source.split("\n")[d.span.line - 1].rstrip("\r")
+    for ch in ODD_BREAKS + ["\t", "\r"]:
+        want = want.replace(ch, " ")
+    assert f"{d.span.line} | {want}" in render(d, source).split("\n")
+
+
+@pytest.mark.parametrize("ch", ODD_BREAKS, ids=lambda c: f"U+{ord(c):04X}")
+def test_syntax_errors_after_odd_characters_are_located_by_newlines(ch):
+    source = f"network n\n# x{ch}y{ch}z\ninput 3x8x8\nconv(8, 3 relu\n"
+    with pytest.raises(nnspec.SpecError) as info:
+        nnspec.loads(source, file="odd.nn")
+    [d] = info.value.diagnostics
+    assert (d.code, d.span.line, d.span.column) == ("NN001", 4, 11)
+    assert_rendered_line(d, source)
+
+
+def test_an_odd_character_in_code_is_a_clean_syntax_error():
+    for ch in ODD_BREAKS[1:]:  # a form feed is whitespace, like a tab
+        with pytest.raises(nnspec.SpecError) as info:
+            nnspec.loads(f"network n\ninput 3x8x8\nconv(8,{ch} 3)\n")
+        [d] = info.value.diagnostics
+        assert (d.code, d.span.line, d.span.column) == ("NN001", 3, 8)
+    assert nnspec.loads("network n\ninput 3x8x8\nconv(8,\f 3)\n").graph.nodes[1].shape == (8, 6, 6)
+
+
+@pytest.mark.parametrize("ch", ODD_BREAKS, ids=lambda c: f"U+{ord(c):04X}")
+def test_suppressions_apply_to_the_line_they_are_written_on(ch):
+    from nnspec.lint.engine import lint_source
+    base = f"input 64\n# a{ch}b\nlinear(32)\nlinear(10)"
+    [d] = lint_source(base + "\n").findings
+    assert (d.code, d.span.line) == ("NN301", 4)
+    r = lint_source(base + f"  # nnspec: allow NN301 -- kept{ch}on purpose\n")
+    assert r.findings == [] and r.suppressed == 1
+    # a comment on its own line applies to the next line of code, counted the same way
+    r = lint_source(f"input 64\n# a{ch}b\nlinear(32)\n# nnspec: allow NN301 -- kept\n# {ch}\nlinear(10)\n")
+    assert r.findings == [] and r.suppressed == 1
+    # and not to another line
+    r = lint_source(f"input 64\n# nnspec: allow NN301 -- kept{ch}\nlinear(32)\n\nlinear(10)\n")
+    assert [(d.code, d.span.line) for d in r.findings] == [("NN903", 2), ("NN301", 5)]
+
+
+def test_a_diagnostic_in_a_file_with_crlf_line_endings():
+    source = "network n\r\ninput 3x8x8\r\nconv(8, 3, strde=2)\r\n"
+    with pytest.raises(nnspec.SpecError) as info:
+        nnspec.loads(source, file="crlf.nn")
+    [d] = info.value.diagnostics
+    assert (d.span.line, d.span.column) == (3, 12)
+    assert "3 | conv(8, 3, strde=2)\n" in info.value.render()

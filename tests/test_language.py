@@ -451,3 +451,212 @@ def test_bad_train_settings(body):
 def test_a_repeated_op_chained_after_a_label_gets_a_numbered_name():
     g = nnspec.loads("input 8\nhead: linear(32) relu relu\n").graph
     assert [n.name for n in g.layers] == ["head", "head_relu", "head_relu_2"]
+
+
+# ---- line breaks inside brackets ------------------------------------------------------------------
+
+def test_a_line_break_inside_parentheses_continues_the_statement():
+    spec = load("network n(widths = (8,\n                   16),\n          classes = 10)\ninput 3x8x8\n"
+                "conv(widths[1],   # channels\n     3,\n\n     pad=1,\n) relu\n"
+                "conv(widths[\n  0], 1)\n")
+    assert [(nd.name, nd.shape) for nd in spec.graph.layers] == [
+        ("conv", (16, 8, 8)), ("relu", (16, 8, 8)), ("conv_1", (8, 8, 8))]
+    assert spec.graph.args["classes"] == 10
+
+
+def test_outside_brackets_a_line_break_still_ends_the_statement():
+    # `relu` on its own line is a new statement, not an argument of the chain before it
+    spec = load("input 3x8x8\nconv(8, 3)\nrelu\n")
+    assert [nd.name for nd in spec.graph.layers] == ["conv", "relu"]
+    assert error_codes("input 3x8x8\nconv(8, 3) +\n 1\n") == ["NN001"]
+
+
+# ---- tuples as data, indexing, built-in functions ------------------------------------------------
+
+def test_tuples_as_network_parameters_and_indexing():
+    text = ("network resnet(depths = (2, 1, 3))\ninput 3x8x8\n"
+            "repeat len(depths) as s { repeat depths[s] { conv(8, 3, pad=1) } }\n"
+            "conv(depths[-1] + depths[0], 1)\n")
+    spec = load(text)
+    assert len(spec.graph.layers) == 2 + 1 + 3 + 1
+    assert spec.graph.layers[-1].attrs["out"] == 5
+    assert len(load(text, depths=(1, 1)).graph.layers) == 3
+
+
+@pytest.mark.parametrize("text, code, message", [
+    ("repeat depths[4] { relu }", "NN015", "index 4 is out of range for a tuple of 4 items"),
+    ("repeat depths[-5] { relu }", "NN015", "index -5 is out of range for a tuple of 4 items"),
+    ("conv(width[0], 3)", "NN015", "cannot index 64: only tuples have items"),
+    ("conv(depths[1.0], 3)", "NN015", "an index is an integer, got 1"),
+    ("conv(depths[true], 3)", "NN015", "an index is an integer, got true"),
+    ("conv(depths, 3)", "NN013", None),
+])
+def test_index_errors_are_clean_diagnostics(text, code, message):
+    with pytest.raises(nnspec.SpecError) as info:
+        load(f"network n(depths = (2, 2, 2, 2), width = 64)\ninput 3x8x8\n{text}\n")
+    [d] = info.value.diagnostics
+    assert d.code == code and d.span.line == 3
+    if message:
+        assert d.message == message
+
+
+@pytest.mark.parametrize("expr, value", [
+    ("min(3, 8)", 3), ("max(3, 8)", 8), ("min(9, 4, 6)", 4), ("max(sizes)", 7), ("min(sizes)", 2),
+    ("ceil(7 / 2)", 4), ("floor(7 / 2)", 3), ("ceil(8 / 2)", 4), ("ceil(-7 / 2) + 10", 7),
+    ("floor(-7 / 2) + 10", 6), ("ceil(2.5)", 3), ("floor(2.5)", 2), ("len(sizes)", 3),
+    ("max(1, min(5, 9)) * 2", 10), ("sizes[1] + (1, 2)[0]", 8)])
+def test_builtin_functions(expr, value):
+    spec = load(f"network n(sizes = (2, 7, 5))\ninput 1x4x4\nconv({expr}, 1)\n")
+    assert spec.graph.nodes[1].attrs["out"] == value
+
+
+def test_ceil_and_floor_of_a_division_are_exact_for_large_integers():
+    # 10**17 + 1 is not exactly representable as a float: a float division would be wrong
+    spec = load("network n(a = 10 ** 17 + 1)\ninput 1x4x4\nconv(ceil(a / 2) - 5 * 10 ** 16, 1)\n"
+                "conv(floor(a / 2) - 5 * 10 ** 16 + 1, 1)\n")
+    assert [nd.attrs["out"] for nd in spec.graph.layers] == [1, 1]  # 5*10**16 + 1 and 5*10**16
+
+
+# ---- labels built from expressions ---------------------------------------------------------------
+
+def test_labels_from_expressions_name_layers_as_torchvision_does():
+    text = ("network n(layers = 3)\ninput 3x8x8\n"
+            "denseblock1: { repeat layers as i { denselayer{i + 1}: conv(4, 3, pad=1) relu } }\n"
+            "repeat 2 as s { stage{s}_{s * 2 + 1}x: { conv(4, 1) } }\n")
+    assert names(text) == ["denseblock1.denselayer1", "denseblock1.denselayer1_relu",
+                           "denseblock1.denselayer2", "denseblock1.denselayer2_relu",
+                           "denseblock1.denselayer3", "denseblock1.denselayer3_relu",
+                           "stage0_1x.0", "stage1_3x.0"]
+
+
+def test_a_label_expression_is_located_where_it_is_written():
+    with pytest.raises(nnspec.SpecError) as info:
+        load("input 3x8x8\nrepeat 2 as i {\n    block{i + k}: relu\n}\n")
+    [d] = info.value.diagnostics
+    assert (d.code, d.message) == ("NN014", "undefined name 'k'")
+    assert (d.span.line, d.span.column, d.span.end_column) == (3, 15, 16)
+
+
+def test_labels_from_expressions_must_come_to_distinct_names():
+    assert error_codes("input 3x8x8\nrepeat 2 as i { layer{i // 2}: relu }\n") == ["NN018"]
+    assert error_codes("input 3x8x8\nx{}: relu\n") == ["NN001"]
+    assert error_codes("input 3x8x8\nx{1 +}: relu\n") == ["NN001"]
+    assert error_codes("input 3x8x8\nx{1.5}: relu\n") == ["NN013"]
+
+
+def test_a_label_in_the_middle_of_a_statement_says_so():
+    for text in ("input 3x8x8\nf: { a: conv(8, 3) b: conv(8, 3) }\n", "input 3x8x8\nconv(8, 3) relu b: relu\n"):
+        with pytest.raises(nnspec.SpecError) as info:
+            load(text)
+        [d] = info.value.diagnostics
+        assert d.code == "NN001"
+        assert d.message == "the label 'b:' is not at the start of a statement"
+        assert "a layer name is a letter" not in (d.help or "")
+
+
+# ---- use "file" ----------------------------------------------------------------------------------
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, "utf-8")
+    return path
+
+
+def test_use_brings_block_definitions_into_scope(tmp_path):
+    write(tmp_path / "lib" / "convs.nn", "# shared\nblock cbr(c) {\n  conv(c, 3, pad=1)\n  bn: batchnorm\n  relu\n}\n")
+    write(tmp_path / "lib" / "blocks.nn", 'use "convs.nn"\nblock pair(c) {\n  a: cbr(c)\n  b: cbr(c)\n}\n')
+    spec = nnspec.load(write(tmp_path / "net.nn", 'network net\nuse "lib/blocks.nn"\ninput 3x8x8\n'
+                                                  "p: pair(4)\n"))
+    assert [nd.name for nd in spec.graph.layers] == [
+        "p.a.0", "p.a.bn", "p.a.2", "p.b.0", "p.b.bn", "p.b.2"]
+    assert set(spec.graph.blocks) == {"cbr", "pair"}
+    assert spec.graph.layers[0].chain[-1].defined.file.endswith("convs.nn")
+
+
+def test_errors_inside_a_used_file_point_into_that_file(tmp_path):
+    write(tmp_path / "blocks.nn", "block b(c) {\n  conv(c, 3, strde=2)\n}\n")
+    path = write(tmp_path / "net.nn", 'use "blocks.nn"\ninput 3x8x8\nb(4)\n')
+    with pytest.raises(nnspec.SpecError) as info:
+        nnspec.load(path)
+    [d] = info.value.diagnostics
+    assert d.code == "NN011" and d.span.file.endswith("blocks.nn") and d.span.line == 2
+    assert "2 |   conv(c, 3, strde=2)" in info.value.render()
+
+
+@pytest.mark.parametrize("files, code, message, where", [
+    ({"a.nn": 'use "b.nn"\nblock x() { relu }\n', "b.nn": 'use "a.nn"\nblock y() { relu }\n'},
+     "NN016", '"a.nn" is already being read: `use` goes round in a circle (net.nn -> a.nn -> b.nn -> a.nn)',
+     ("b.nn", 1)),
+    ({"a.nn": 'use "a.nn"\n'}, "NN016", None, ("a.nn", 1)),
+    ({}, "NN002", "cannot read 'a.nn'", ("net.nn", 1)),
+    ({"a.nn": "input 3x8x8\nrelu\n"}, "NN019",
+     '"a.nn" has an `input` declaration; a used file may only define blocks', ("net.nn", 1)),
+    ({"a.nn": "block x() { relu }\ntrain {\n  batch 8\n}\n"}, "NN019",
+     '"a.nn" has a `train` section; a used file may only define blocks', ("net.nn", 1)),
+    ({"a.nn": "\nblock x( { relu }\n"}, "NN001", None, ("a.nn", 2)),
+    ({"a.nn": "block relu() { conv(3, 1) }\n"}, "NN019", "block 'relu' has the name of a built-in op",
+     ("a.nn", 1)),
+])
+def test_use_misuse_is_a_clean_error(tmp_path, files, code, message, where):
+    for name, text in files.items():
+        write(tmp_path / name, text)
+    path = write(tmp_path / "net.nn", 'use "a.nn"\ninput 3x8x8\nrelu\n')
+    with pytest.raises(nnspec.SpecError) as info:
+        nnspec.load(path)
+    d = info.value.diagnostics[0]
+    assert d.code == code
+    if message:
+        assert d.message.startswith(message)
+    assert (d.span.file, d.span.line) == (str(tmp_path / where[0]), where[1])
+    text = info.value.render()
+    assert f"{where[1]} | " in text, "the line is shown from the file the error is in"
+
+
+def test_a_file_used_twice_is_read_once(tmp_path):
+    write(tmp_path / "base.nn", "block x() { relu }\n")
+    write(tmp_path / "a.nn", 'use "base.nn"\nblock ya() { x() }\n')
+    write(tmp_path / "b.nn", 'use "base.nn"\nblock yb() { x() }\n')
+    path = write(tmp_path / "net.nn", 'use "a.nn"\nuse "b.nn"\nuse "a.nn"\ninput 3x8x8\nya()\nyb()\n')
+    assert [nd.name for nd in nnspec.load(path).graph.layers] == ["ya.0.0", "yb.0.0"]
+
+
+def test_a_block_defined_in_two_files_is_an_error(tmp_path):
+    write(tmp_path / "a.nn", "block x() { relu }\n")
+    path = write(tmp_path / "net.nn", 'use "a.nn"\ninput 3x8x8\nblock x() { tanh }\nx()\n')
+    with pytest.raises(nnspec.SpecError) as info:
+        nnspec.load(path)
+    [d] = info.value.diagnostics
+    assert d.code == "NN019" and d.span.file == str(path) and d.span.line == 3
+    assert d.notes == (f"first defined at {tmp_path / 'a.nn'}:1:1",)
+
+
+def test_use_is_refused_for_urls():
+    assert error_codes('use "http://example.com/a.nn"\ninput 3x8x8\nrelu\n') == ["NN002"]
+
+
+def test_the_emitter_writes_the_new_expressions_as_python():
+    """One evaluator (nnspec.expr) with symbolic values: min/max, ceil/floor of a division,
+    tuple items and labels from expressions become source, not numbers written out
+    (tests/test_torch_emit.py runs the file and compares it with nnspec.compile)."""
+    from conftest import ROOT
+
+    from nnspec.backends.torch_emit import emit_torch
+    source = emit_torch(ROOT / "tests" / "data" / "torch" / "expressions.nn")
+    assert "as instantiated at" not in source  # one class per block definition
+    for written in ("self.conv1 = nn.Conv2d(in_channels, max(c, 4), k, padding=k // 2)",
+                    "self.squeeze = nn.Conv2d(max(c, 8), -(-c // 3), 1)",
+                    "self.stem = nn.Conv2d(3, widths[0], 3, padding=1)",
+                    "self.stage2 = Unit(-(-widths[0] // 3), min(widths[1], widths[-1] + 1), k=5)"):
+        assert written in source
+
+
+def test_a_tuple_parameter_can_be_set_from_the_command_line(tmp_path, capsys):
+    from nnspec.cli import main
+    from nnspec.expr import literal
+    path = write(tmp_path / "stages.nn", "network stages(depths = (2, 2))\ninput 3x8x8\n"
+                                         "repeat len(depths) as s { repeat depths[s] { relu } }\n")
+    assert main(["check", str(path), "--set", "depths=(1, 2, 3)"]) == 0
+    assert "6 layers" in capsys.readouterr().out
+    assert literal("(1, (2, 3), -4, 2 ** 3, \"a\", true)") == (1, (2, 3), -4, 8, "a", True)
+    with pytest.raises(nnspec.SpecError):
+        literal("(1, x)")

@@ -10,11 +10,13 @@ import math
 import re
 from dataclasses import dataclass
 
-from .. import ast, parser
-from ..expand import _binary, _ExprError, chain_labels, shape_fields
+from .. import ast
+from ..expand import chain_labels
+from ..expr import (MAX_STEPS, NODE_STEPS, Algebra, Budget, BudgetError, Evaluator, ExprError, label_text,
+                    shape_fields)
 from ..ir import Graph
 from ..ops import OPS, Op
-from .pysource import (PREC, ClassDef, Ctor, Loop, NotGeneric, OrderedDictArg, Sym, binop, camel,
+from .pysource import (ATOM, PREC, ClassDef, Ctor, Loop, NotGeneric, OrderedDictArg, Sym, binop, camel,
                        is_sym, pyname, wrap)
 from .torch import _INPLACE_AFTER, TORCH, Layer, Unsupported, _reserved_names, attr, py
 
@@ -125,8 +127,12 @@ class _Scope:
 class Generic:
     def __init__(self, g: Graph):
         self.g = g
-        self.module = parser.parse(g.source, g.file)
-        self.blocks = {b.name: b for b in self.module.blocks}
+        if g.module is None:
+            raise NotGeneric("the graph carries no syntax tree")
+        self.module = g.module
+        self.blocks = dict(g.blocks)  # with those of used files
+        # the expander's allowance: its base, and NODE_STEPS for each layer it made
+        self.evaluator = _SymbolicEval(Budget(MAX_STEPS + NODE_STEPS * len(g.nodes)))
         self.classes: dict[str, ClassDef] = {}   # block name -> class (in dependency order)
         self.info: dict[str, dict] = {}
         self.custom: set[str] = set()
@@ -149,55 +155,21 @@ class Generic:
         self.dry = 0
         self.locals: set[str] = {"self", "x"} | set(g.args)
 
-    # ---- expressions
-    def ev(self, e, env: dict, blk: _In):
-        if isinstance(e, ast.Const):
-            return e.value
-        if isinstance(e, ast.Var):
-            if e.name in env:
-                v = env[e.name]
-                if isinstance(v, _Global):
-                    env["__globals__"].add(e.name)
-                    return v.value
-                return v
-            raise NotGeneric(f"undefined name {e.name}")
-        if isinstance(e, ast.Attr):
-            return blk.field(e.attr)
-        if isinstance(e, ast.TupleExpr):
-            return tuple(self.ev(x, env, blk) for x in e.items)
-        if isinstance(e, ast.IfExpr):
-            test = self.ev(e.test, env, blk)
-            if not is_sym(test):
-                return self.ev(e.then if test else e.orelse, env, blk)
-            a, b = self.ev(e.then, env, blk), self.ev(e.orelse, env, blk)
-            p = PREC["if"]
-            return Sym(f"{wrap(a, p + 1)} if {wrap(test, p + 1)} else {wrap(b, p)}", p)
-        if isinstance(e, ast.Unary):
-            v = self.ev(e.operand, env, blk)
-            if e.op == "not":
-                return Sym(f"not {wrap(v, PREC['not'])}", PREC["not"]) if is_sym(v) else not v
-            return -v
-        if isinstance(e, ast.Binary):
-            a = self.ev(e.left, env, blk)
-            if e.op in ("and", "or"):
-                if not is_sym(a):  # Python's short circuit, as the expander evaluates it
-                    if (e.op == "and") != bool(a):
-                        return a
-                    return self.ev(e.right, env, blk)
-                b = self.ev(e.right, env, blk)
-                p = PREC[e.op]
-                return Sym(f"{wrap(a, p)} {e.op} {wrap(b, p, True)}", p)
-            b = self.ev(e.right, env, blk)
-            if not (is_sym(a) or is_sym(b)):
-                try:
-                    return _binary(e, a, b)
-                except _ExprError as err:
-                    raise NotGeneric(err.message) from None
-            if e.op in ("==", "!=", "<", "<=", ">", ">="):
-                p = PREC["cmp"]
-                return Sym(f"{wrap(a, p + 1)} {e.op} {wrap(b, p + 1)}", p)
-            return binop(e.op, a, b)
-        raise NotGeneric(f"expression {type(e).__name__}")
+    # ---- expressions: nnspec.expr with the parameters as symbols
+    def ev(self, e, env: dict, blk: _In | None):
+        try:
+            return self.evaluator.eval(e, env, blk)
+        except ExprError as err:
+            raise NotGeneric(err.message) from None
+        except BudgetError as err:
+            raise NotGeneric(err.what) from None
+
+    def label(self, s: ast.Stmt, env: dict, blk: _In | None) -> str | None:
+        """A statement's label with its `{expressions}` evaluated."""
+        try:
+            return label_text(s, self.evaluator, env, blk)
+        except ExprError as err:
+            raise NotGeneric(err.message) from None
 
     def attrs(self, call: ast.Call, env, blk) -> dict:
         op = OPS[call.name]
@@ -240,7 +212,7 @@ class Generic:
         return cur
 
     def stmt(self, s: ast.Stmt, sc, cur, target, env, blk) -> _Val:
-        for item, label in zip(s.items, chain_labels(s)):
+        for item, label in zip(s.items, chain_labels(s, self.label(s, env, blk))):
             cur = self.item(item, label, sc, cur, target, env, blk)
         return cur
 
@@ -370,7 +342,8 @@ class Generic:
         self.live.add(cur.var)
         added = []
         for k, path in enumerate(mg.paths):
-            base = path.label if path.label else (
+            own = self.label(path, env, blk)
+            base = own if own else (
                 ("out" if k == 0 else "identity" if len(mg.paths) == 2 else f"out{k + 1}")
                 if mg.kind == "add" else f"branch{k + 1}")
             var = self.fresh_var(base)
@@ -537,7 +510,7 @@ class Generic:
 
     def seq_stmts(self, body, sc, cur, env, blk) -> _Val:
         for s in body:
-            for item, label in zip(s.items, chain_labels(s)):
+            for item, label in zip(s.items, chain_labels(s, self.label(s, env, blk))):
                 cur = self.seq_item(item, label, sc, cur, env, blk)
         return cur
 
@@ -726,6 +699,77 @@ class Generic:
 _NO = object()
 
 
+class _PyAlgebra(Algebra):
+    """Symbolic values are Python source (`pysource.Sym`): operations write source."""
+
+    def is_sym(self, v) -> bool:
+        return is_sym(v)
+
+    def binary(self, op: str, a, b):
+        if op in ("and", "or"):
+            p = PREC[op]
+            return Sym(f"{wrap(a, p)} {op} {wrap(b, p, True)}", p)
+        if op in ("==", "!=", "<", "<=", ">", ">="):
+            p = PREC["cmp"]
+            return Sym(f"{wrap(a, p + 1)} {op} {wrap(b, p + 1)}", p)
+        return binop(op, a, b)
+
+    def unary(self, op: str, v):
+        if op == "not":
+            return Sym(f"not {wrap(v, PREC['not'])}", PREC["not"])
+        return -v
+
+    def ifexp(self, test, a, b):
+        p = PREC["if"]
+        return Sym(f"{wrap(a, p + 1)} if {wrap(test, p + 1)} else {wrap(b, p)}", p)
+
+    def call(self, name: str, args: tuple):
+        if name in ("ceil", "floor"):
+            if len(args) != 2:  # of a value that is not a division: would need `import math`
+                raise NotGeneric(f"{name}() of a parameter")
+            a, b = args
+            if name == "floor":
+                return binop("//", a, b)
+            q = binop("//", -a, b)  # ceil(a / b) == -(-a // b), exactly
+            return Sym("-" + wrap(q, PREC["neg"]), PREC["neg"])
+        return Sym(f"{name}({', '.join(py_arg(a) for a in args)})", ATOM)
+
+    def index(self, obj, i):
+        if isinstance(obj, tuple):
+            if obj and all(type(x) is type(obj[0]) and x == obj[0] for x in obj):
+                return obj[0]  # every item is the same
+            return Sym(f"({', '.join(py_arg(x) for x in obj)}{',' if len(obj) == 1 else ''})[{py_arg(i)}]", ATOM)
+        return Sym(f"{wrap(obj, ATOM)}[{py_arg(i)}]", ATOM)
+
+
+def py_arg(v) -> str:
+    """A value as source, tuples written out (py() collapses (2, 2) to 2, as torch takes either)."""
+    if isinstance(v, tuple):
+        return "(" + ", ".join(py_arg(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return py(v)
+
+
+class _SymbolicEval(Evaluator):
+    """nnspec.expr's evaluator with the emitter's scope: network parameters seen from a block
+    (`_Global`) are recorded as the block's keyword arguments; `in.*` reads an `_In`."""
+
+    algebra = _PyAlgebra()
+
+    def lookup(self, e: ast.Var, env):
+        if e.name in env:
+            v = env[e.name]
+            if isinstance(v, _Global):
+                env["__globals__"].add(e.name)
+                return v.value
+            return v
+        raise NotGeneric(f"undefined name {e.name}")
+
+    def field(self, e: ast.Attr, blk):
+        if blk is None or e.obj != "in":
+            raise NotGeneric(f"{e.obj}.{e.attr} has no value here")
+        return blk.field(e.attr)
+
+
 @dataclass(frozen=True)
 class _Global:
     """A network parameter seen from inside a block: passed to the block's class."""
@@ -764,7 +808,7 @@ def _pseudo_shape(v: _Val) -> tuple:
 
 
 def _comment_lines_above(source: str, line: int) -> list[str]:
-    lines = source.splitlines()
+    lines = source.split("\n")
     out = []
     k = line - 2
     while k >= 0 and lines[k].lstrip().startswith("#"):
@@ -774,13 +818,14 @@ def _comment_lines_above(source: str, line: int) -> list[str]:
 
 
 def _block_doc(g: Graph, b: ast.BlockDef) -> str:
-    header = g.source.splitlines()[b.span.line - 1].strip().rstrip("{").strip()
-    about = _comment_lines_above(g.source, b.span.line)
+    source = g.sources.get(b.span.file, g.source)  # a used file's block: that file's text
+    header = source.split("\n")[b.span.line - 1].strip().rstrip("{").strip()
+    about = _comment_lines_above(source, b.span.line)
     return "\n".join(about + ([""] if about else []) + [f"`{header}` in {g.file}:{b.span.line}."])
 
 
 def _network_doc(g: Graph) -> str:
-    lines = g.source.splitlines()
+    lines = g.source.split("\n")
     about = []
     for ln in lines:
         if ln.lstrip().startswith("#"):

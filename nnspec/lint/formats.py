@@ -38,7 +38,8 @@ def to_text(results) -> str:
     parts = []
     for r in results:
         for d in r.findings:
-            parts.append(render(d, r.source))
+            # a finding in a file the spec `use`s names that file: no wrong source line under it
+            parts.append(render(d, r.source if d.span is None or d.span.file == r.file else None))
     s = summary(results)
     counts = [_plural(s["error"], "error"), _plural(s["warning"], "warning"), f"{s['info']} info"]
     found = sum(s[k] for k in ("error", "warning", "info"))

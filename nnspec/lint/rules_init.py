@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..config import matches
+from ..config import matching_nothing
 from .catalogue import rule
 from .context import RELU_LIKE, SATURATING, Context, fan, num, plural
 from .variance import second_moments, weight_gain
@@ -232,8 +232,9 @@ def init_pattern_matches_nothing(cx: Context):
     if cx.train is None:
         return
     names = [s.node.name for s in cx.analysis.layers[1:] if s.params]
+    unmatched = set(matching_nothing([p for p, _ in cx.train.init_overrides], names))
     for pattern, choice in cx.train.init_overrides:
-        if not any(matches(pattern, n) for n in names):
+        if pattern in unmatched:
             yield cx.hit(choice.span, f"init pattern \"{pattern}\" matches no layer with parameters",
                          help=_closest(pattern, names))
 

@@ -3,7 +3,7 @@ freezing, the data split and augmentation."""
 
 from __future__ import annotations
 
-from ..config import matches
+from ..config import matching_nothing
 from .catalogue import rule
 from .context import REGRESSION, Context, num, power
 
@@ -462,17 +462,21 @@ def freeze_nothing(cx: Context):
     if t is None or not t.freeze:
         return
     names = [nd.name for nd in _with_params(cx)]
-    for p in t.freeze:
-        if not any(matches(p, n) for n in names):
-            yield cx.hit(cx.span("freeze"), f"freeze pattern \"{p}\" matches no layer with parameters",
-                         help=closest_prefix(p, names))
+    prefixes = None
+    for p in matching_nothing(t.freeze, names):
+        prefixes = prefixes if prefixes is not None else _prefixes(names)
+        yield cx.hit(cx.span("freeze"), f"freeze pattern \"{p}\" matches no layer with parameters",
+                     help=closest_prefix(p, names, prefixes))
 
 
-def closest_prefix(pattern: str, names) -> str | None:
+def _prefixes(names) -> frozenset:
+    return frozenset(".".join(n.split(".")[:k]) for n in names for k in range(1, n.count(".") + 2))
+
+
+def closest_prefix(pattern: str, names, prefixes: frozenset | None = None) -> str | None:
     """'did you mean …' among the names and their group prefixes (`features`, `layer1.0`)."""
     from ..errors import did_you_mean
-    prefixes = {".".join(n.split(".")[:k]) for n in names for k in range(1, n.count(".") + 2)}
-    return did_you_mean(pattern.rstrip(".*"), prefixes)
+    return did_you_mean(pattern.rstrip(".*"), prefixes if prefixes is not None else _prefixes(names))
 
 
 @rule(

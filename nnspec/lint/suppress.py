@@ -48,9 +48,17 @@ def _comment_start(line: str) -> int | None:
 
 
 def scan(source: str, file: str = "<string>") -> list[Suppression]:
-    lines = source.splitlines()
+    """The suppression comments of a spec. Lines are what the parser counts: only `\n` ends
+    one (a form feed or U+2028 in a comment does not), so a comment applies to the line its
+    diagnostics name."""
+    if "nnspec" not in source:
+        return []
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in source.split("\n")]
     out = []
+    next_code = None  # line number -> the next line of code after it (computed once, backwards)
     for no, text in enumerate(lines, 1):
+        if "nnspec" not in text:
+            continue
         col = _comment_start(text)
         if col is None:
             continue
@@ -63,28 +71,43 @@ def scan(source: str, file: str = "<string>") -> list[Suppression]:
         own_line = not text[:col].strip()
         targets = {no}
         if own_line:  # the next line of code
-            nxt = no + 1
-            while nxt <= len(lines) and (not lines[nxt - 1].strip()
-                                         or lines[nxt - 1].lstrip().startswith("#")):
-                nxt += 1
-            targets.add(nxt)
+            if next_code is None:
+                next_code = _next_code_lines(lines)
+            targets.add(next_code[no])
         span = Span(file, no, col + 1, no, len(text) + 1)
         out.append(Suppression(span, codes, reason.strip(), frozenset(targets)))
+    return out
+
+
+def _next_code_lines(lines: list[str]) -> list[int]:
+    """For each line number k (1-based), the first line after k that holds code."""
+    out = [0] * (len(lines) + 2)
+    nxt = len(lines) + 1
+    for k in range(len(lines), 0, -1):
+        out[k] = nxt
+        text = lines[k - 1].strip()
+        if text and not text.startswith("#"):
+            nxt = k
     return out
 
 
 def apply(findings: list[Diagnostic], sups: list[Suppression]) -> tuple[list[Diagnostic], int]:
     """Drop suppressed findings; returns (kept, number suppressed) and marks what was used."""
     kept, dropped = [], 0
+    by_line: dict[int, list[Suppression]] = {}
+    for s in sups:
+        for t in s.targets:
+            by_line.setdefault(t, []).append(s)
+    order = {id(s): i for i, s in enumerate(sups)}
     for d in findings:
         lines = set()
         if d.span is not None:
             lines.add(d.span.line)
         lines |= {f.call.line for f in d.chain}
+        candidates = sorted({id(s): s for ln in lines for s in by_line.get(ln, ())}.values(),
+                            key=lambda s: order[id(s)])  # in source order, as before
         hit = None
-        for s in sups:
-            if not (lines & s.targets):
-                continue
+        for s in candidates:
             for c in s.codes:
                 r = find_rule(c)
                 if r is not None and r.code == d.code:
