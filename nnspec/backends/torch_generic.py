@@ -16,7 +16,8 @@ from ..ir import Graph
 from ..ops import OPS, Op
 from .pysource import (PREC, ClassDef, Ctor, Loop, NotGeneric, OrderedDictArg, Sym, binop, camel,
                        is_sym, pyname, wrap)
-from .torch import _INPLACE_AFTER, TORCH, Layer, Unsupported, _reserved_names, attr, py
+from ..plan import plan as make_plan
+from .torch import TORCH, Layer, Unsupported, _reserved_names, attr, in_place_layer, py
 
 # Ops written inline in a forward rather than as modules (no parameters, one-liners).
 INLINE = frozenset({"flatten", "global_avgpool", "identity", "add", "concat"})
@@ -39,7 +40,6 @@ class _Val:
     var: str            # the forward variable that holds it
     c: object           # channels (features for vectors): int or Sym
     rank: int           # len(shape), batch axis excluded
-    producer: str | None = None  # op that made it, when that is safe to overwrite in place
 
 
 @dataclass
@@ -130,6 +130,7 @@ class Generic:
         self.info: dict[str, dict] = {}
         self.custom: set[str] = set()
         self.by_span: dict = {}
+        self.in_place_ids = make_plan(g).in_place
         for nd in g.layers:
             self.by_span.setdefault(nd.span, []).append(nd)
         self.instance_in: dict[str, list] = {}
@@ -282,23 +283,28 @@ class Generic:
             if expr != target:
                 self.put_fwd(f"{target} = {expr}")
             return _Val(target, out[0], out[1])
-        layer = self.layer(call.name, a, cur)
+        layer = self.layer(call, a, cur)
         ref, key = sc.field(local, call.name in _STATEFUL, call.name)
         self.assign(sc, ref, key, layer_ctor(layer))
         self.put_fwd(f"{target} = {ref}({cur.var})")
-        producer = call.name if call.name in _INPLACE_AFTER else None
-        return _Val(target, out[0], out[1], producer)
+        return _Val(target, out[0], out[1])
 
-    def layer(self, op: str, a: dict, cur: _Val) -> Layer:
+    def layer(self, call: ast.Call, a: dict, cur: _Val) -> Layer:
         try:
-            layer = TORCH[op]((_pseudo_shape(cur),), a)
+            layer = TORCH[call.name]((_pseudo_shape(cur),), a)
         except Unsupported as e:
             raise NotGeneric(str(e)) from None
         if layer.custom:
             self.custom.add(layer.cls)
-        if op == "relu" and cur.producer is not None:
-            layer = Layer(layer.cls, layer.args, {**layer.kwargs, "inplace": True}, layer.defaults)
-        return layer
+        return in_place_layer(layer) if self.in_place(call) else layer
+
+    def in_place(self, call: ast.Call) -> bool:
+        """Whether the layer this call writes may overwrite its input: the plan's decision
+        (the one `nnspec.compile` follows) for every node the call makes. One line of source
+        stands for all of them (each instance of a block, each round of a repeat), so where
+        they differ, or no node stands behind it, the layer makes a new tensor: always right."""
+        nodes = self.by_span.get(call.span, ())
+        return bool(nodes) and all(nd.id in self.in_place_ids for nd in nodes)
 
     def shape_after(self, call, a, cur: _Val) -> tuple:
         """(channels, rank) after an op. Where the channels come out as a number outside a
@@ -388,7 +394,7 @@ class Generic:
             c = outs[0].c
             for o in outs[1:]:
                 c = c + o.c
-        return _Val(target, c, outs[0].rank, mg.kind)
+        return _Val(target, c, outs[0].rank)
 
     def cond(self, item: ast.Cond, test, sc, cur, target, env, blk) -> _Val:
         if sc.kind == "seq":
@@ -434,7 +440,7 @@ class Generic:
         else:
             if then_fwd or else_fwd:
                 raise NotGeneric("an if around layers without modules")
-            return _Val(cur.var, cur.c, cur.rank, cur.producer)
+            return _Val(cur.var, cur.c, cur.rank)
         if not self.dry:
             if empty_other:
                 if alias != target:
@@ -532,9 +538,9 @@ class Generic:
                 return _Val("", c, rank)
             a = self.attrs(item, env, blk)
             out = self.shape_after(item, a, cur)
-            layer = self.layer(item.name, a, cur)
+            layer = self.layer(item, a, cur)
             sc.items.append((local, layer_ctor(layer)))
-            return _Val("", out[0], out[1], item.name if item.name in _INPLACE_AFTER else None)
+            return _Val("", out[0], out[1])
         if label is not None:
             body = _body(item)
             local = sc.name(label, "group")
