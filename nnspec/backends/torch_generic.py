@@ -62,6 +62,18 @@ class _In:
         return shape_fields(distinct.pop())[name]
 
 
+class _ReadsIn(NotGeneric):
+    """A block parameter's default reads `in.*`."""
+
+
+class _NoIn(_In):
+    """`in.*` in a block parameter's default. The expander reads it where the block is
+    called (the caller's entering shape), so the class cannot compute it: calls pass it."""
+
+    def field(self, name: str):
+        raise _ReadsIn(f"a default reads in.{name}")
+
+
 class _Scope:
     """Where fields go: a class (`self.x = …`), an nn.ModuleDict (`self.g["x"] = …`) or a
     Sequential's item list; names follow the expander's rules."""
@@ -581,6 +593,10 @@ class Generic:
             if d is not _NO and not is_sym(v) and not is_sym(d) and type(v) is type(d) and v == d:
                 continue
             out.append(f"{pyname(k)}={py(v)}")
+        caller = [p for p in names if cls["defaults"].get(p) is _CALLER and p not in given and p not in kw]
+        if caller:
+            inner = self.block_env(b, call, env, blk)
+            out += [f"{pyname(p)}={py(inner[p])}" for p in caller]
         for gname in cls["globals"]:
             v = self.ev(ast.Var(gname, call.span), env, blk)
             out.append(f"{pyname(gname)}={py(v)}")
@@ -589,18 +605,21 @@ class Generic:
     def block_out(self, call: ast.Call, cur: _Val, env, blk) -> tuple:
         """Channels and rank after a block instance: its body walked without output."""
         b = self.blocks[call.name]
+        entering = _In(cur.c, cur.rank, tuple(self.instance_in.get(b.name, ())))
         inner = self.block_env(b, call, env, blk)
         self.dry += 1
         saved = (self.indent_i, self.indent_f, set(self.live))
         try:
             sc = _Scope("class", "self", True, self.reserved)
-            out = self.stmts(b.body, sc, _Val("x", cur.c, cur.rank), "x", inner, _In(cur.c, cur.rank))
+            out = self.stmts(b.body, sc, _Val("x", cur.c, cur.rank), "x", inner, entering)
         finally:
             self.dry -= 1
             self.indent_i, self.indent_f, self.live = saved
         return out.c, out.rank
 
     def block_env(self, b: ast.BlockDef, call: ast.Call, env, blk) -> dict:
+        """The names inside a block instance: its arguments and its defaults, both read where
+        the block is called (`in.*` in a default is the caller's, as the expander reads it)."""
         genv = {k: v for k, v in env.items() if isinstance(v, _Global) or k == "__globals__"}
         inner = dict(genv)
         names = [p.name for p in b.params]
@@ -634,10 +653,25 @@ class Generic:
                 params.append(pyname(p.name))
                 continue
             try:
-                d = self.ev(p.default, {"__globals__": set()}, _In(None, rank))
+                d = self.ev(p.default, {"__globals__": set()}, _NoIn(None, rank))
+            except _ReadsIn:
+                d = _CALLER
             except NotGeneric:
                 d = _NO
-            if d is _NO or is_sym(d):
+            if d is _NO:
+                try:
+                    self.ev(p.default, {**env, "__globals__": set()}, _NoIn(None, rank))
+                except _ReadsIn:
+                    d = _CALLER
+                except NotGeneric:
+                    pass
+            if d is _CALLER:  # the expander reads `in` in a default where the block is called:
+                params.append(f"{pyname(p.name)}=None")  # so every call passes the value
+                prologue.append(f"        if {pyname(p.name)} is None:")
+                prologue.append(f"            raise TypeError(\"{pyname(p.name)}: its default reads the "
+                                f"caller's input shape; pass it\")")
+                defaults[p.name] = _CALLER
+            elif d is _NO or is_sym(d):
                 dv = self.ev(p.default, env, _In(Sym("in_channels"), rank, tuple(shapes)))
                 params.append(f"{pyname(p.name)}=None")
                 prologue.append(f"        if {pyname(p.name)} is None:")
@@ -709,6 +743,7 @@ class Generic:
 
 
 _NO = object()
+_CALLER = object()  # a default that reads `in.*`: computed at each call
 
 
 @dataclass(frozen=True)
