@@ -207,3 +207,21 @@ def test_a_default_expression_of_a_parameter_is_computed_in_the_class(tmp_path):
             "input 3x8x8\nb(2)\nb(4, w = 3)\n")
     source = _same_function(text, tmp_path, "expr")
     assert "            w = 2 * c\n" in source and "nn.Conv2d(w, c, 1)" in source
+
+
+def test_a_wrong_symbolic_depth_falls_back_to_the_graph(tmp_path, monkeypatch):
+    """The depth entering each layer is checked against the graph for every instance, also
+    where the emitter holds it as an expression of the block's parameters: a rule that goes
+    wrong (here, made wrong on purpose) is caught, and the file is written from the graph."""
+    from nnspec.backends import torch_generic
+    from nnspec.backends.pysource import binop, is_sym
+    text = "network wrong\nblock b(c) {\n  conv(c, 1) relu\n  conv(4, 1)\n}\ninput 3x8x8\nb(2)\nb(5)\n"
+    assert "class B(nn.Sequential)" in emit_torch(nnspec.loads(text))
+    right = torch_generic.Generic._shape_after
+
+    def off_by_one(self, call, a, cur):
+        c, rank = right(self, call, a, cur)
+        return (binop("+", c, 1) if is_sym(c) else c), rank
+    monkeypatch.setattr(torch_generic.Generic, "_shape_after", off_by_one)
+    source = _same_function(text, tmp_path, "wrong")
+    assert "class B(" not in source and "nn.Conv2d(5, 4, 1)" in source  # sizes written out

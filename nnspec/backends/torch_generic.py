@@ -5,8 +5,10 @@ Used by `torch_emit`; raises `NotGeneric` when a block cannot be written that wa
 
 from __future__ import annotations
 
+import ast as pyast
 import keyword
 import math
+import operator
 import re
 from dataclasses import dataclass
 
@@ -152,6 +154,14 @@ class Generic:
                 if fr.instance not in seen:
                     seen.add(fr.instance)
                     self.instance_in.setdefault(fr.block, []).append(g.nodes[nd.inputs[0]].shape)
+        self.entering: dict[str, int] = {}  # block instance -> depth entering it
+        self.calls: dict = {}  # call span -> [(caller's instance Frame or None, depth entering)]
+        for nd in g.layers:
+            for j, fr in enumerate(nd.chain):
+                if fr.instance not in self.entering:
+                    self.entering[fr.instance] = g.nodes[nd.inputs[0]].shape[0]
+                    self.calls.setdefault(fr.call, []).append((nd.chain[j - 1] if j else None,
+                                                               self.entering[fr.instance]))
         self.reserved = _reserved_names()
         self.init: list[str] = []
         self.fwd: list[str] = []
@@ -302,6 +312,9 @@ class Generic:
         return _Val(target, out[0], out[1])
 
     def layer(self, call: ast.Call, a: dict, cur: _Val) -> Layer:
+        self.check_depth(call, cur.c, [(nd.chain[-1] if nd.chain else None,
+                                        self.g.nodes[nd.inputs[0]].shape[0])
+                                       for nd in self.by_span.get(call.span, ())])
         try:
             layer = TORCH[call.name]((_pseudo_shape(cur),), a)
         except Unsupported as e:
@@ -309,6 +322,33 @@ class Generic:
         if layer.custom:
             self.custom.add(layer.cls)
         return in_place_layer(layer) if self.in_place(call) else layer
+
+    def check_depth(self, call: ast.Call, c, where) -> None:
+        """The depth entering a layer or block instance (its in_channels), as the emitter
+        tracks it, against the graph at every instance that line stands for: a number
+        directly, an expression with that instance's arguments. `where`: [(the instance Frame,
+        or None at the top level; the graph's depth at one node or instance)]. One line may
+        stand for several depths in one instance (the rounds of a repeat, unrolled): the
+        value must be one of them. A disagreement (a rule that is wrong here) falls back to
+        writing from the graph, never to wrong code."""
+        if self.dry:
+            return
+        wants: dict = {}
+        for frame, want in where:
+            wants.setdefault(frame.instance if frame else None, (frame, set()))[1].add(want)
+        for frame, depths in wants.values():
+            got = _value(c.src, self.names_at(frame)) if is_sym(c) else c
+            if got is not None and got not in depths:
+                raise NotGeneric(f"{call.name}: the emitter reads a depth of {py(c)} = {got} "
+                                 f"where the graph has {sorted(depths)}")
+
+    def names_at(self, frame) -> dict:
+        """The values of the names a class's expressions use, in one block instance."""
+        names = {pyname(k): v for k, v in self.g.args.items()}
+        if frame is not None:
+            names.update({pyname(k): v for k, v in frame.args})
+            names["in_channels"] = self.entering[frame.instance]
+        return names
 
     def in_place(self, call: ast.Call) -> bool:
         """Whether the layer this call writes may overwrite its input: the plan's decision
@@ -582,6 +622,7 @@ class Generic:
 
     # ---- blocks
     def call_args(self, call: ast.Call, cls: dict, cur: _Val, env, blk) -> list[str]:
+        self.check_depth(call, cur.c, self.calls.get(call.span, ()))
         b = self.blocks[call.name]
         names = [p.name for p in b.params]
         given = {p: self.ev(a, env, blk) for p, a in zip(names, call.args)}
@@ -777,6 +818,69 @@ def _labels(body) -> set:
 def _mean_dims(rank: int) -> str:
     dims = tuple(range(2, rank + 1))
     return f"dim={dims[0]}" if len(dims) == 1 else f"dim={dims}"
+
+
+_OPS = {pyast.Add: operator.add, pyast.Sub: operator.sub, pyast.Mult: operator.mul,
+        pyast.Div: operator.truediv, pyast.FloorDiv: operator.floordiv, pyast.Mod: operator.mod,
+        pyast.Eq: operator.eq, pyast.NotEq: operator.ne, pyast.Lt: operator.lt,
+        pyast.LtE: operator.le, pyast.Gt: operator.gt, pyast.GtE: operator.ge,
+        pyast.USub: operator.neg, pyast.UAdd: operator.pos, pyast.Not: operator.not_}
+
+
+def _value(src: str, names: dict):
+    """The value a generated Python expression (arithmetic, comparisons, `and`/`or`/`not`,
+    `a if t else b` over names and numbers) has with these names, as Python computes it; None
+    where it reads an unknown name (a loop's variable) or anything else. Walks the syntax
+    tree: never runs code.
+
+    >>> _value("4 * width if stride != 1 else in_channels", {"width": 2, "stride": 2, "in_channels": 3})
+    8
+    """
+    def ev(n):
+        if isinstance(n, pyast.Constant) and isinstance(n.value, (int, float, bool, str)):
+            return n.value
+        if isinstance(n, pyast.Name) and n.id in names:
+            return names[n.id]
+        if isinstance(n, pyast.BinOp) and type(n.op) in _OPS:
+            return _OPS[type(n.op)](ev(n.left), ev(n.right))
+        if isinstance(n, pyast.BinOp) and isinstance(n.op, pyast.Pow):
+            base, exp = ev(n.left), ev(n.right)
+            if abs(exp) > 64:
+                raise _Unknown
+            return base ** exp
+        if isinstance(n, pyast.UnaryOp) and type(n.op) in _OPS:
+            return _OPS[type(n.op)](ev(n.operand))
+        if isinstance(n, pyast.BoolOp):
+            v = ev(n.values[0])
+            for x in n.values[1:]:
+                if bool(v) == isinstance(n.op, pyast.Or):
+                    return v
+                v = ev(x)
+            return v
+        if isinstance(n, pyast.Compare):
+            left = ev(n.left)
+            for op, right in zip(n.ops, n.comparators):
+                if type(op) not in _OPS:
+                    raise _Unknown
+                right = ev(right)
+                if not _OPS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(n, pyast.IfExp):
+            return ev(n.body) if ev(n.test) else ev(n.orelse)
+        if isinstance(n, pyast.Tuple):
+            return tuple(ev(x) for x in n.elts)
+        raise _Unknown
+
+    try:
+        return ev(pyast.parse(src, mode="eval").body)
+    except (_Unknown, SyntaxError, TypeError, ValueError, ArithmeticError):
+        return None
+
+
+class _Unknown(Exception):
+    pass
 
 
 def _pseudo_shape(v: _Val) -> tuple:
