@@ -7,6 +7,7 @@ executor can never disagree about them:
 - `steps`: the execution order, one `Step` per node: the values it reads, the value it makes,
   whether it may overwrite its input (`may_run_in_place`) and the values read for the last
   time there (an executor drops them after the step, as hand-written code lets them die);
+  `last_use` maps each value to the position of that step;
 - `root`: the module tree (network, block instances, labelled groups; `scopes`), and per
   scope the variables of its `forward` (`registers`);
 - `state`: the state_dict keys with their tensors, as the registry names them.
@@ -80,9 +81,11 @@ def last_use(graph: Graph) -> dict[int, int]:
     return out
 
 
-def steps(graph: Graph, consumers: Mapping[int, list[int]] | None = None) -> tuple[Step, ...]:
+def steps(graph: Graph, consumers: Mapping[int, list[int]] | None = None,
+          last: Mapping[int, int] | None = None) -> tuple[Step, ...]:
+    """One Step per node, in execution order (see `Step`)."""
     consumers = consumers if consumers is not None else graph.consumers()
-    last = last_use(graph)
+    last = last if last is not None else last_use(graph)
     dying: dict[int, list[int]] = {}
     for v, k in last.items():
         if 0 <= k < len(graph.layers):
@@ -230,6 +233,7 @@ def state(graph: Graph) -> dict[str, Tensor]:
 class Plan:
     graph: Graph
     steps: tuple[Step, ...]
+    last_use: Mapping[int, int]   # value id -> position of the step that reads it last
     root: Scope
     state: Mapping[str, Tensor]
 
@@ -245,7 +249,8 @@ class Plan:
 
 def plan(graph: Graph) -> Plan:
     """The plan of a graph (see the module docstring)."""
-    return Plan(graph, steps(graph), scopes(graph), state(graph))
+    last = last_use(graph)
+    return Plan(graph, steps(graph, last=last), last, scopes(graph), state(graph))
 
 
 __all__ = ["Call", "Plan", "Scope", "Step", "io", "last_use", "may_run_in_place", "plan",

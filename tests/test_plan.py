@@ -90,6 +90,7 @@ def test_last_use_by_hand():
     assert got == {"input": pos["c"], "c": pos["identity"], "conv": pos["relu"],
                    "relu": pos["add"], "identity": pos["add"], "add": pos["flatten"],
                    "flatten": len(g.layers)}
+    assert plan(g).last_use == last_use(g)
 
 
 def _simulate(p):

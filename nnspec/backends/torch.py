@@ -33,7 +33,7 @@ from typing import Callable, Mapping
 from ..errors import Diagnostic, SpecError
 from ..ir import Graph, Node
 from ..ops import ACTIVATIONS, window_axes
-from ..plan import Plan, Scope, io, registers, scopes  # noqa: F401  (io, scopes: the emitter's)
+from ..plan import Plan, Scope, registers
 from ..plan import plan as make_plan
 from .pysource import one, py
 
