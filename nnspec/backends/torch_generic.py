@@ -16,9 +16,9 @@ from .. import ast, parser
 from ..expand import _binary, _ExprError, chain_labels, shape_fields
 from ..ir import Graph
 from ..ops import OPS, Op
+from ..plan import plan as make_plan
 from .pysource import (PREC, ClassDef, Ctor, Loop, NotGeneric, OrderedDictArg, Sym, binop, camel,
                        is_sym, pyname, wrap)
-from ..plan import plan as make_plan
 from .torch import TORCH, Layer, Unsupported, _reserved_names, attr, in_place_layer, py
 
 # Ops written inline in a forward rather than as modules (no parameters, one-liners).
