@@ -346,7 +346,7 @@ class Generic:
         """The values of the names a class's expressions use, in one block instance."""
         names = {pyname(k): v for k, v in self.g.args.items()}
         if frame is not None:
-            names.update({pyname(k): v for k, v in frame.args})
+            names.update({pyname(k): getattr(v, "name", v) for k, v in frame.args})
             names["in_channels"] = self.entering[frame.instance]
         return names
 
@@ -688,6 +688,7 @@ class Generic:
             env[k] = _Global(Sym(pyname(k)))
         params, defaults = [], {}
         prologue = []
+        guards: dict[str, list[str]] = {}  # parameter -> the lines that insist it is passed
         for p in b.params:
             env[p.name] = Sym(pyname(p.name))
             if p.default is None:
@@ -708,9 +709,10 @@ class Generic:
                     pass
             if d is _CALLER:  # the expander reads `in` in a default where the block is called:
                 params.append(f"{pyname(p.name)}=None")  # so every call passes the value
-                prologue.append(f"        if {pyname(p.name)} is None:")
-                prologue.append(f"            raise TypeError(\"{pyname(p.name)}: its default reads the "
-                                f"caller's input shape; pass it\")")
+                guards[pyname(p.name)] = [
+                    f"        if {pyname(p.name)} is None:",
+                    f"            raise TypeError(\"pass {pyname(p.name)}: its default reads the "
+                    f"caller's input\")"]
                 defaults[p.name] = _CALLER
             elif d is _NO or is_sym(d):
                 dv = self.ev(p.default, env, _In(Sym("in_channels"), rank, tuple(shapes)))
@@ -743,6 +745,7 @@ class Generic:
         finally:
             self.init, self.fwd, self.indent_i, self.indent_f, self.live, self.dry, self.locals = saved
         text = "\n".join(prologue + init + (fwd or []) + [repr(a) for a in items or []])
+        prologue = [ln for p, lines in guards.items() if re.search(rf"\b{p}\b", text) for ln in lines] + prologue
         uses_in = bool(re.search(r"\bin_channels\b", text + "".join(
             a.render(0) if hasattr(a, "render") else a for a in items or [])))
         glob = sorted(used_globals)
