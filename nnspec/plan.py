@@ -59,8 +59,9 @@ def may_run_in_place(graph: Graph, node: Node, consumers: Mapping[int, list[int]
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One node run: `output = node(*inputs)`; with `in_place` it may write into its input's
-    memory; after it, the values in `frees` are read no more (the network's output never is)."""
+    """One node run: `output = node(*inputs)`; with `in_place` it may write its result into
+    the memory of its one input (`inputs[0]`, which then is in `frees`); after it, the values
+    in `frees` are read no more (the network's output never is)."""
     node: Node
     inputs: tuple[int, ...]
     output: int
