@@ -33,6 +33,7 @@ def _channels_after(op: str, channels: int) -> int:
         return opdef.infer(((channels,) + ex.inputs[0][1:],), opdef.bind(ex.pos, dict(ex.kw)))[0]
     except (ShapeError, ArgError):
         return channels
+from spec_strategies import emit_spec  # noqa: E402
 
 
 @st.composite
@@ -106,3 +107,60 @@ def test_compiled_model_agrees_with_the_analyzer_on_random_specs(text):
     wrong = {nd.name: (seen.get(nd.name), (2,) + nd.shape) for nd in spec.graph.layers
              if seen.get(nd.name) != (2,) + nd.shape}
     assert not wrong, text
+
+
+# ---- the emitted source computes what nnspec.compile computes ----------------------------------
+# Random networks (spec_strategies.emit_spec) built to exercise what the emitter writes
+# generically and where in-place decisions matter.
+
+def _emitted(spec):
+    import importlib.util
+    import tempfile
+
+    from nnspec.backends.torch_emit import camel, emit_torch
+    source = emit_torch(spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/emitted.py"
+        with open(path, "w") as f:
+            f.write(source)
+        mod_spec = importlib.util.spec_from_file_location("emitted_rnd", path)
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    return getattr(module, camel(spec.graph.name))(), source
+
+
+def _run(model, x, train: bool):
+    model.train(train)
+    x = x.clone().requires_grad_(train)
+    out = model(x)
+    if not train:
+        return out.detach(), None
+    weight = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+    (out * weight).sum().backward()
+    return out.detach(), x.grad
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(emit_spec())
+def test_emitted_source_computes_what_compile_builds(text):
+    try:
+        spec = nnspec.loads(text)
+    except nnspec.SpecError:
+        return  # e.g. an add whose paths end at different depths: nothing to compile
+    compiled = nnspec.compile(spec)
+    emitted, source = _emitted(spec)
+    emitted.load_state_dict(compiled.state_dict(), strict=True)
+    x = torch.randn(2, *spec.graph.input.shape)
+    for train in (False, True):
+        a, ga = _run(compiled, x, train)
+        b, gb = _run(emitted, x, train)
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), (text, source)
+        if train:
+            assert torch.allclose(ga, gb, atol=1e-5, rtol=1e-4), (text, source)
+            grads = {n: p.grad for n, p in emitted.named_parameters()}
+            for n, p in compiled.named_parameters():
+                assert torch.allclose(p.grad, grads[n], atol=1e-5, rtol=1e-4), (n, text, source)
+    compiled_modules = dict(compiled.named_modules())
+    for name, m in emitted.named_modules():  # in place only where the plan says so (layers
+        if getattr(m, "inplace", False) and name in compiled_modules:  # without state may be named apart)
+            assert compiled_modules[name].inplace, (name, text, source)

@@ -32,8 +32,9 @@ from typing import Callable, Mapping
 
 from ..errors import Diagnostic, SpecError
 from ..ir import Graph, Node
-from ..ops import ACTIVATIONS, OPS, window_axes
-from ..plan import may_run_in_place
+from ..ops import ACTIVATIONS, window_axes
+from ..plan import Plan, Scope, registers
+from ..plan import plan as make_plan
 from .pysource import one, py
 
 BACKEND_CODE = "NN040"  # a layer this backend cannot build
@@ -259,12 +260,6 @@ TORCH: dict[str, Factory] = {
 # module. An op added to the registry must be added to TORCH or here (tests check).
 UNSUPPORTED: dict[str, str] = {}
 
-# Producers a ReLU-like module may overwrite (as torchvision's ReLUs do): their backward does
-# not need their output. Derived from the registry for the emitter; `nnspec.plan` decides.
-_INPLACE_AFTER = frozenset(name for name, op in OPS.items()
-                           if op.stores == "new" and "output" not in op.keeps and name != "input")
-
-
 def _elementwise(ins, a, op: str):
     """An activation without a native module: the registry row's formula, run by torch."""
     return Layer("Elementwise", (op,), {k: a[k] for k in sorted(a)})
@@ -283,111 +278,43 @@ def implemented(op: str) -> bool:
     return op not in UNSUPPORTED and factory_for(op) is not None
 
 
-def layer_for(graph: Graph, node: Node, consumers: Mapping[int, list] | None = None) -> Layer | None:
-    """The Layer of one node; raises Unsupported."""
+def layer_for(graph: Graph, node: Node, in_place: bool = False) -> Layer | None:
+    """The Layer of one node, writing into its input where `in_place` (the plan's decision,
+    `nnspec.plan.may_run_in_place`) and its module can; raises Unsupported."""
     if node.op in UNSUPPORTED:
         raise Unsupported(UNSUPPORTED[node.op])
     factory = factory_for(node.op)
     if factory is None:
         raise Unsupported("the op is missing from the torch backend's table")
     layer = factory(graph.in_shapes(node), node.attrs)
-    if (layer is not None and "inplace" in layer.defaults and consumers is not None
-            and may_run_in_place(graph, node, consumers)):
-        layer = replace(layer, kwargs={**layer.kwargs, "inplace": True})
-    return layer
+    return in_place_layer(layer) if in_place else layer
+
+
+def in_place_layer(layer: Layer | None) -> Layer | None:
+    """The layer overwriting its input, where its torch module has an `inplace` switch
+    (nn.ReLU, nn.ReLU6, nn.Hardtanh); any other layer as it is (it makes a new tensor, which
+    is always correct)."""
+    if layer is None or "inplace" not in layer.defaults:
+        return layer
+    return replace(layer, kwargs={**layer.kwargs, "inplace": True})
 
 
 # ---- the module tree ------------------------------------------------------------------------
-
-@dataclass
-class Scope:
-    """A network, block instance or labelled group: a module whose children are the spec's."""
-
-    path: str                 # "" for the network
-    kind: str                 # block name, "group", or the network's name
-    children: list = field(default_factory=list)  # [(local name, Node | Scope)]
-    first: int = -1           # id of its first node
-    last: int = -1            # id of its last node: its output
-    input: int = 0            # id of the value entering it
-
-    @property
-    def chain(self) -> bool:
-        """Each child takes the previous child's output (the scope's input for the first)."""
-        prev = self.input
-        for _, child in self.children:
-            if io(child)[0] != (prev,):
-                return False
-            prev = io(child)[1]
-        return True
-
-
-def io(child) -> tuple[tuple[int, ...], int]:
-    """(ids of the values a child reads, id of the value it makes)"""
-    if isinstance(child, Scope):
-        return (child.input,), child.last
-    return child.inputs, child.id
-
-
-def scopes(graph: Graph) -> Scope:
-    """The module tree of a graph, from the nodes' hierarchical names."""
-    kinds = {}
-    for nd in graph.layers:
-        for fr in nd.chain:
-            kinds.setdefault(fr.instance, fr.block)
-    root = Scope("", graph.name, first=1, last=graph.output, input=0)
-    index = {"": root}
-    for nd in graph.layers:
-        parts = nd.name.split(".")
-        parent = root
-        for depth in range(1, len(parts)):
-            path = ".".join(parts[:depth])
-            sc = index.get(path)
-            if sc is None:
-                sc = index[path] = Scope(path, kinds.get(path, "group"), first=nd.id)
-                parent.children.append((parts[depth - 1], sc))
-            sc.last = nd.id
-            parent = sc
-        parent.children.append((parts[-1], nd))
-    for sc in index.values():
-        if sc.path:
-            outside = {i for nd in graph.nodes[sc.first:sc.last + 1] for i in nd.inputs if i < sc.first}
-            if len(outside) != 1:  # the expander builds series-parallel scopes: cannot happen
-                raise AssertionError(f"scope {sc.path} reads {len(outside)} outside values")
-            sc.input = outside.pop()
-    return root
-
+# The tree itself, the order and the variables are backend-neutral (nnspec.plan); this writes
+# them as Python.
 
 def forward_source(scope: Scope, call: Callable[[str, object, list[str]], str]) -> str:
-    """`def forward(self, x): …` for a scope: each child in order, values in as few
-    variables as they need (a value's variable is reused once its last reader ran, so
+    """`def forward(self, x): …` for a scope: each child in order, in the variables that
+    `nnspec.plan.registers` allots (a value's variable is reused once its last reader ran, so
     intermediate tensors are freed as in hand-written code). `call(name, child, args)`
     returns the expression for one child."""
-    steps = [(name, child) + io(child) for name, child in scope.children]
-    last_use = {}
-    for k, (_, _, ins, _) in enumerate(steps):
-        for v in ins:
-            last_use[v] = k
-    last_use[scope.last] = len(steps)
-    regs = {scope.input: "x"}
-    free: list[str] = []
-    made = 0
+    calls, result = registers(scope)
     lines = ["def forward(self, x):"]
-    for k, (name, child, ins, out) in enumerate(steps):
-        args = [regs[v] for v in ins]
-        for v in dict.fromkeys(ins):
-            if last_use.get(v) == k:
-                free.append(regs.pop(v))
-        if free:
-            free.sort(key=lambda r: (len(r), r))
-            reg = free.pop(0)
-        else:
-            made += 1
-            reg = f"x{made}"
-        regs[out] = reg
-        expr = call(name, child, args)
-        if expr != reg:
-            lines.append(f"    {reg} = {expr}")
-    lines.append(f"    return {regs[scope.last]}")
+    for c in calls:
+        expr = call(c.name, c.child, list(c.args))
+        if expr != c.out:
+            lines.append(f"    {c.out} = {expr}")
+    lines.append(f"    return {result}")
     return "\n".join(lines) + "\n"
 
 
@@ -404,21 +331,31 @@ def _module_call(name, child, args) -> str:
 
 # ---- building -------------------------------------------------------------------------------
 
-@dataclass
-class Plan:
-    graph: Graph
-    root: Scope
-    layers: dict  # node id -> Layer
+@dataclass(frozen=True)
+class TorchPlan:
+    """The backend-neutral plan of the graph and the torch Layer of every node."""
+    plan: Plan
+    layers: Mapping[int, "Layer | None"]  # node id -> Layer (None: no module, the input)
+
+    @property
+    def graph(self) -> Graph:
+        return self.plan.graph
+
+    @property
+    def root(self) -> Scope:
+        return self.plan.root
 
 
-def plan(graph: Graph) -> Plan:
-    """Every node's Layer and the module tree; all problems raised together as a SpecError."""
-    consumers = graph.consumers()
+def plan(graph: Graph) -> TorchPlan:
+    """Every node's Layer (in place where the plan allows) and the module tree; all problems
+    raised together as a SpecError."""
+    neutral = make_plan(graph)
     layers, diags = {}, []
     reserved = _reserved_names()
-    for nd in graph.layers:
+    for step in neutral.steps:
+        nd = step.node
         try:
-            layers[nd.id] = layer_for(graph, nd, consumers)
+            layers[nd.id] = layer_for(graph, nd, step.in_place)
         except Unsupported as e:
             diags.append(Diagnostic(BACKEND_CODE, f"{nd.name}: the torch backend cannot build "
                                                   f"`{nd.op}`: {e}", nd.span, chain=nd.chain,
@@ -431,7 +368,7 @@ def plan(graph: Graph) -> Plan:
                 break
     if diags:
         raise SpecError(diags, {graph.file: graph.source})
-    return Plan(graph, scopes(graph), layers)
+    return TorchPlan(neutral, layers)
 
 
 @functools.lru_cache(maxsize=1)
@@ -448,7 +385,7 @@ def _reserved_names() -> frozenset:
     return frozenset(n for n in set(dir(probe)) | set(dir(nn.Sequential())) if not n[:1].isdigit())
 
 
-def build(p: Plan, scope: Scope | None = None):
+def build(p: TorchPlan, scope: Scope | None = None):
     from torch import nn
 
     from .torch_layers import SpecModule

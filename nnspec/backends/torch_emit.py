@@ -26,8 +26,9 @@ from __future__ import annotations
 import keyword
 
 from ..ir import Graph
+from ..plan import Scope
 from .pysource import ClassDef, Ctor, NotGeneric, OrderedDictArg, camel
-from .torch import Scope, as_spec, attr, forward_source, plan, scopes
+from .torch import as_spec, attr, forward_source, plan
 from .torch_generic import CUSTOM, INLINE, Generic, _mean_dims, _network_doc, layer_ctor
 
 # ---- the file -------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ def _from_graph(g: Graph):
     """One class per distinct block instance (sizes written out), from the module tree that
     `nnspec.compile` builds."""
     p = plan(g)
-    root = scopes(g)
+    root = p.root
     classes: dict[str, ClassDef] = {}   # name -> class
     names: set[str] = {camel(g.name), "OrderedDict"} | CUSTOM
     custom: set[str] = set()

@@ -5,8 +5,10 @@ Used by `torch_emit`; raises `NotGeneric` when a block cannot be written that wa
 
 from __future__ import annotations
 
+import ast as pyast
 import keyword
 import math
+import operator
 import re
 from dataclasses import dataclass
 
@@ -16,9 +18,10 @@ from ..expr import (MAX_STEPS, NODE_STEPS, Algebra, Budget, BudgetError, Evaluat
                     shape_fields)
 from ..ir import Graph
 from ..ops import OPS, Op
+from ..plan import plan as make_plan
 from .pysource import (ATOM, PREC, ClassDef, Ctor, Loop, NotGeneric, OrderedDictArg, Sym, binop, camel,
                        is_sym, pyname, wrap)
-from .torch import _INPLACE_AFTER, TORCH, Layer, Unsupported, _reserved_names, attr, py
+from .torch import TORCH, Layer, Unsupported, _reserved_names, attr, in_place_layer, py
 
 # Ops written inline in a forward rather than as modules (no parameters, one-liners).
 INLINE = frozenset({"flatten", "global_avgpool", "identity", "add", "concat"})
@@ -42,7 +45,6 @@ class _Val:
     var: str            # the forward variable that holds it
     c: object           # channels (features for vectors): int or Sym
     rank: int           # len(shape), batch axis excluded
-    producer: str | None = None  # op that made it, when that is safe to overwrite in place
 
 
 @dataclass
@@ -63,6 +65,18 @@ class _In:
         if len(distinct) != 1:
             raise NotGeneric(f"in.{name} differs between instances")
         return shape_fields(distinct.pop())[name]
+
+
+class _ReadsIn(NotGeneric):
+    """A block parameter's default reads `in.*`."""
+
+
+class _NoIn(_In):
+    """`in.*` in a block parameter's default. The expander reads it where the block is
+    called (the caller's entering shape), so the class cannot compute it: calls pass it."""
+
+    def field(self, name: str):
+        raise _ReadsIn(f"a default reads in.{name}")
 
 
 class _Scope:
@@ -137,6 +151,7 @@ class Generic:
         self.info: dict[str, dict] = {}
         self.custom: set[str] = set()
         self.by_span: dict = {}
+        self.in_place_ids = make_plan(g).in_place
         for nd in g.layers:
             self.by_span.setdefault(nd.span, []).append(nd)
         self.instance_in: dict[str, list] = {}
@@ -146,6 +161,14 @@ class Generic:
                 if fr.instance not in seen:
                     seen.add(fr.instance)
                     self.instance_in.setdefault(fr.block, []).append(g.nodes[nd.inputs[0]].shape)
+        self.entering: dict[str, int] = {}  # block instance -> depth entering it
+        self.calls: dict = {}  # call span -> [(caller's instance Frame or None, depth entering)]
+        for nd in g.layers:
+            for j, fr in enumerate(nd.chain):
+                if fr.instance not in self.entering:
+                    self.entering[fr.instance] = g.nodes[nd.inputs[0]].shape[0]
+                    self.calls.setdefault(fr.call, []).append((nd.chain[j - 1] if j else None,
+                                                               self.entering[fr.instance]))
         self.reserved = _reserved_names()
         self.init: list[str] = []
         self.fwd: list[str] = []
@@ -255,23 +278,58 @@ class Generic:
             if expr != target:
                 self.put_fwd(f"{target} = {expr}")
             return _Val(target, out[0], out[1])
-        layer = self.layer(call.name, a, cur)
+        layer = self.layer(call, a, cur)
         ref, key = sc.field(local, call.name in _STATEFUL, call.name)
         self.assign(sc, ref, key, layer_ctor(layer))
         self.put_fwd(f"{target} = {ref}({cur.var})")
-        producer = call.name if call.name in _INPLACE_AFTER else None
-        return _Val(target, out[0], out[1], producer)
+        return _Val(target, out[0], out[1])
 
-    def layer(self, op: str, a: dict, cur: _Val) -> Layer:
+    def layer(self, call: ast.Call, a: dict, cur: _Val) -> Layer:
+        self.check_depth(call, cur.c, [(nd.chain[-1] if nd.chain else None,
+                                        self.g.nodes[nd.inputs[0]].shape[0])
+                                       for nd in self.by_span.get(call.span, ())])
         try:
-            layer = TORCH[op]((_pseudo_shape(cur),), a)
+            layer = TORCH[call.name]((_pseudo_shape(cur),), a)
         except Unsupported as e:
             raise NotGeneric(str(e)) from None
         if layer.custom:
             self.custom.add(layer.cls)
-        if op == "relu" and cur.producer is not None:
-            layer = Layer(layer.cls, layer.args, {**layer.kwargs, "inplace": True}, layer.defaults)
-        return layer
+        return in_place_layer(layer) if self.in_place(call) else layer
+
+    def check_depth(self, call: ast.Call, c, where) -> None:
+        """The depth entering a layer or block instance (its in_channels), as the emitter
+        tracks it, against the graph at every instance that line stands for: a number
+        directly, an expression with that instance's arguments. `where`: [(the instance Frame,
+        or None at the top level; the graph's depth at one node or instance)]. One line may
+        stand for several depths in one instance (the rounds of a repeat, unrolled): the
+        value must be one of them. A disagreement (a rule that is wrong here) falls back to
+        writing from the graph, never to wrong code."""
+        if self.dry:
+            return
+        wants: dict = {}
+        for frame, want in where:
+            wants.setdefault(frame.instance if frame else None, (frame, set()))[1].add(want)
+        for frame, depths in wants.values():
+            got = _value(c.src, self.names_at(frame)) if is_sym(c) else c
+            if got is not None and got not in depths:
+                raise NotGeneric(f"{call.name}: the emitter reads a depth of {py(c)} = {got} "
+                                 f"where the graph has {sorted(depths)}")
+
+    def names_at(self, frame) -> dict:
+        """The values of the names a class's expressions use, in one block instance."""
+        names = {pyname(k): v for k, v in self.g.args.items()}
+        if frame is not None:
+            names.update({pyname(k): getattr(v, "name", v) for k, v in frame.args})
+            names["in_channels"] = self.entering[frame.instance]
+        return names
+
+    def in_place(self, call: ast.Call) -> bool:
+        """Whether the layer this call writes may overwrite its input: the plan's decision
+        (the one `nnspec.compile` follows) for every node the call makes. One line of source
+        stands for all of them (each instance of a block, each round of a repeat), so where
+        they differ, or no node stands behind it, the layer makes a new tensor: always right."""
+        nodes = self.by_span.get(call.span, ())
+        return bool(nodes) and all(nd.id in self.in_place_ids for nd in nodes)
 
     def shape_after(self, call, a, cur: _Val) -> tuple:
         """(channels, rank) after an op. Where the channels come out as a number outside a
@@ -370,7 +428,7 @@ class Generic:
             c = outs[0].c
             for o in outs[1:]:
                 c = c + o.c
-        return _Val(target, c, outs[0].rank, mg.kind)
+        return _Val(target, c, outs[0].rank)
 
     def cond(self, item: ast.Cond, test, sc, cur, target, env, blk) -> _Val:
         if sc.kind == "seq":
@@ -425,7 +483,7 @@ class Generic:
         else:
             if then_fwd or else_fwd:
                 raise NotGeneric("an if around layers without modules")
-            return _Val(cur.var, cur.c, cur.rank, cur.producer)
+            return _Val(cur.var, cur.c, cur.rank)
         if not self.dry:
             if empty_other:
                 if alias != target:
@@ -526,9 +584,9 @@ class Generic:
                 return _Val("", c, rank)
             a = self.attrs(item, env, blk)
             out = self.shape_after(item, a, cur)
-            layer = self.layer(item.name, a, cur)
+            layer = self.layer(item, a, cur)
             sc.items.append((local, layer_ctor(layer)))
-            return _Val("", out[0], out[1], item.name if item.name in _INPLACE_AFTER else None)
+            return _Val("", out[0], out[1])
         if label is not None:
             body = _body(item)
             local = sc.name(label, "group")
@@ -558,6 +616,7 @@ class Generic:
 
     # ---- blocks
     def call_args(self, call: ast.Call, cls: dict, cur: _Val, env, blk) -> list[str]:
+        self.check_depth(call, cur.c, self.calls.get(call.span, ()))
         b = self.blocks[call.name]
         names = [p.name for p in b.params]
         given = {p: self.ev(a, env, blk) for p, a in zip(names, call.args)}
@@ -569,6 +628,10 @@ class Generic:
             if d is not _NO and not is_sym(v) and not is_sym(d) and type(v) is type(d) and v == d:
                 continue
             out.append(f"{pyname(k)}={py(v)}")
+        caller = [p for p in names if cls["defaults"].get(p) is _CALLER and p not in given and p not in kw]
+        if caller:
+            inner = self.block_env(b, call, env, blk)
+            out += [f"{pyname(p)}={py(inner[p])}" for p in caller]
         for gname in cls["globals"]:
             v = self.ev(ast.Var(gname, call.span), env, blk)
             out.append(f"{pyname(gname)}={py(v)}")
@@ -577,18 +640,21 @@ class Generic:
     def block_out(self, call: ast.Call, cur: _Val, env, blk) -> tuple:
         """Channels and rank after a block instance: its body walked without output."""
         b = self.blocks[call.name]
+        entering = _In(cur.c, cur.rank, tuple(self.instance_in.get(b.name, ())))
         inner = self.block_env(b, call, env, blk)
         self.dry += 1
         saved = (self.indent_i, self.indent_f, set(self.live))
         try:
             sc = _Scope("class", "self", True, self.reserved)
-            out = self.stmts(b.body, sc, _Val("x", cur.c, cur.rank), "x", inner, _In(cur.c, cur.rank))
+            out = self.stmts(b.body, sc, _Val("x", cur.c, cur.rank), "x", inner, entering)
         finally:
             self.dry -= 1
             self.indent_i, self.indent_f, self.live = saved
         return out.c, out.rank
 
     def block_env(self, b: ast.BlockDef, call: ast.Call, env, blk) -> dict:
+        """The names inside a block instance: its arguments and its defaults, both read where
+        the block is called (`in.*` in a default is the caller's, as the expander reads it)."""
         genv = {k: v for k, v in env.items() if isinstance(v, _Global) or k == "__globals__"}
         inner = dict(genv)
         names = [p.name for p in b.params]
@@ -616,16 +682,33 @@ class Generic:
             env[k] = _Global(Sym(pyname(k)))
         params, defaults = [], {}
         prologue = []
+        guards: dict[str, list[str]] = {}  # parameter -> the lines that insist it is passed
         for p in b.params:
             env[p.name] = Sym(pyname(p.name))
             if p.default is None:
                 params.append(pyname(p.name))
                 continue
             try:
-                d = self.ev(p.default, {"__globals__": set()}, _In(None, rank))
+                d = self.ev(p.default, {"__globals__": set()}, _NoIn(None, rank))
+            except _ReadsIn:
+                d = _CALLER
             except NotGeneric:
                 d = _NO
-            if d is _NO or is_sym(d):
+            if d is _NO:
+                try:
+                    self.ev(p.default, {**env, "__globals__": set()}, _NoIn(None, rank))
+                except _ReadsIn:
+                    d = _CALLER
+                except NotGeneric:
+                    pass
+            if d is _CALLER:  # the expander reads `in` in a default where the block is called:
+                params.append(f"{pyname(p.name)}=None")  # so every call passes the value
+                guards[pyname(p.name)] = [
+                    f"        if {pyname(p.name)} is None:",
+                    f"            raise TypeError(\"pass {pyname(p.name)}: its default reads the "
+                    f"caller's input\")"]
+                defaults[p.name] = _CALLER
+            elif d is _NO or is_sym(d):
                 dv = self.ev(p.default, env, _In(Sym("in_channels"), rank, tuple(shapes)))
                 params.append(f"{pyname(p.name)}=None")
                 prologue.append(f"        if {pyname(p.name)} is None:")
@@ -656,6 +739,7 @@ class Generic:
         finally:
             self.init, self.fwd, self.indent_i, self.indent_f, self.live, self.dry, self.locals = saved
         text = "\n".join(prologue + init + (fwd or []) + [repr(a) for a in items or []])
+        prologue = [ln for p, lines in guards.items() if re.search(rf"\b{p}\b", text) for ln in lines] + prologue
         uses_in = bool(re.search(r"\bin_channels\b", text + "".join(
             a.render(0) if hasattr(a, "render") else a for a in items or [])))
         glob = sorted(used_globals)
@@ -697,6 +781,7 @@ class Generic:
 
 
 _NO = object()
+_CALLER = object()  # a default that reads `in.*`: computed at each call
 
 
 class _PyAlgebra(Algebra):
@@ -801,6 +886,69 @@ def _labels(body) -> set:
 def _mean_dims(rank: int) -> str:
     dims = tuple(range(2, rank + 1))
     return f"dim={dims[0]}" if len(dims) == 1 else f"dim={dims}"
+
+
+_OPS = {pyast.Add: operator.add, pyast.Sub: operator.sub, pyast.Mult: operator.mul,
+        pyast.Div: operator.truediv, pyast.FloorDiv: operator.floordiv, pyast.Mod: operator.mod,
+        pyast.Eq: operator.eq, pyast.NotEq: operator.ne, pyast.Lt: operator.lt,
+        pyast.LtE: operator.le, pyast.Gt: operator.gt, pyast.GtE: operator.ge,
+        pyast.USub: operator.neg, pyast.UAdd: operator.pos, pyast.Not: operator.not_}
+
+
+def _value(src: str, names: dict):
+    """The value a generated Python expression (arithmetic, comparisons, `and`/`or`/`not`,
+    `a if t else b` over names and numbers) has with these names, as Python computes it; None
+    where it reads an unknown name (a loop's variable) or anything else. Walks the syntax
+    tree: never runs code.
+
+    >>> _value("4 * width if stride != 1 else in_channels", {"width": 2, "stride": 2, "in_channels": 3})
+    8
+    """
+    def ev(n):
+        if isinstance(n, pyast.Constant) and isinstance(n.value, (int, float, bool, str)):
+            return n.value
+        if isinstance(n, pyast.Name) and n.id in names:
+            return names[n.id]
+        if isinstance(n, pyast.BinOp) and type(n.op) in _OPS:
+            return _OPS[type(n.op)](ev(n.left), ev(n.right))
+        if isinstance(n, pyast.BinOp) and isinstance(n.op, pyast.Pow):
+            base, exp = ev(n.left), ev(n.right)
+            if abs(exp) > 64:
+                raise _Unknown
+            return base ** exp
+        if isinstance(n, pyast.UnaryOp) and type(n.op) in _OPS:
+            return _OPS[type(n.op)](ev(n.operand))
+        if isinstance(n, pyast.BoolOp):
+            v = ev(n.values[0])
+            for x in n.values[1:]:
+                if bool(v) == isinstance(n.op, pyast.Or):
+                    return v
+                v = ev(x)
+            return v
+        if isinstance(n, pyast.Compare):
+            left = ev(n.left)
+            for op, right in zip(n.ops, n.comparators):
+                if type(op) not in _OPS:
+                    raise _Unknown
+                right = ev(right)
+                if not _OPS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(n, pyast.IfExp):
+            return ev(n.body) if ev(n.test) else ev(n.orelse)
+        if isinstance(n, pyast.Tuple):
+            return tuple(ev(x) for x in n.elts)
+        raise _Unknown
+
+    try:
+        return ev(pyast.parse(src, mode="eval").body)
+    except (_Unknown, SyntaxError, TypeError, ValueError, ArithmeticError):
+        return None
+
+
+class _Unknown(Exception):
+    pass
 
 
 def _pseudo_shape(v: _Val) -> tuple:
