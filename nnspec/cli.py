@@ -52,6 +52,11 @@ class UsageError(Exception):
     """A bad command-line value found after parsing: main() prints it, exit 2."""
 
 
+class CommandError(Exception):
+    """The command cannot do its work on this spec (a model too large to build here):
+    main() prints it, exit 1."""
+
+
 def _print_error(e: SpecError) -> None:
     sys.stderr.write(e.render())
 
@@ -320,6 +325,9 @@ def main(argv=None) -> int:
         return 1
     except UsageError as e:
         return _usage(str(e))
+    except CommandError as e:
+        print(f"nnspec: error: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         _quiet_stdout()
         return 0
