@@ -36,7 +36,7 @@ def register(subparsers) -> None:
                    help="exit 1 when a finding is at least this severe (default: warning)")
     p.add_argument("--memory-budget", metavar="SIZE",
                    help="device memory for NN801/NN802, e.g. 8GB or 512MB (powers of 1024), "
-                        "from 1B to 1024PB")
+                        "from 1B to 1024TB")
     p.add_argument("--explain", metavar="CODE", help="explain one rule (code or name) and exit")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override a network parameter, e.g. --set classes=10")
@@ -56,21 +56,21 @@ def _split(values) -> list[str]:
     return [x.strip() for v in values or () for x in v.split(",") if x.strip()]
 
 
-MAX_MEMORY_BUDGET = 2 ** 60  # 1024 PB: a budget is a device's memory, not an arbitrary number
+MAX_MEMORY_BUDGET = 2 ** 50  # 1024 TB: a budget is a device's memory, not an arbitrary number
 
 
 def memory_budget(text: str) -> int:
     """--memory-budget in bytes, or ValueError naming the accepted form and range."""
     from .rules_memory import parse_size
     if len(text) > 40:  # hundreds of digits: refused before any arithmetic
-        raise ValueError(f"--memory-budget must be a size from 1B to 1024PB, got "
+        raise ValueError(f"--memory-budget must be a size from 1B to 1024TB, got "
                          f"{text[:20]!r}…({len(text):,} characters)")
     try:
         size = parse_size(text)
     except OverflowError:
         size = MAX_MEMORY_BUDGET + 1
     if not 1 <= size <= MAX_MEMORY_BUDGET:
-        raise ValueError(f"--memory-budget must be a size from 1B to 1024PB, got {text!r}")
+        raise ValueError(f"--memory-budget must be a size from 1B to 1024TB, got {text!r}")
     return size
 
 
