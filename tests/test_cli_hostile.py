@@ -432,3 +432,16 @@ def test_rich_falls_back_to_text_above_the_row_limit(capsys, tmp_path):
     path.write_text(f"input 16\nrepeat {RICH_MAX_ROWS} {{ relu }}\n")
     code, out, _ = run(capsys, "table", path)
     assert code == 0 and not out.startswith("(")
+
+
+def test_explain_writes_every_digit(capsys, tmp_path):
+    path = tmp_path / "wide.nn"
+    path.write_text(DOUBLING.replace("1100", "14500"))
+    code, out, err = run(capsys, "explain", path, "conv")
+    params = 4 * 2 ** 14501 * 9 + 4
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        assert (code, err) == (0, "") and f"parameters {params:,}" in out
+    finally:
+        sys.set_int_max_str_digits(old)
