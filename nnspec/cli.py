@@ -26,21 +26,31 @@ def _network_args(pairs) -> dict:
     out = {}
     for p in pairs or ():
         if "=" not in p:
-            raise SystemExit(_usage(f"--set expects NAME=VALUE, got {p!r}"))
+            raise SystemExit(_usage(f"--set expects NAME=VALUE, got {_short(p)}"))
         k, v = p.split("=", 1)
-        out[k.strip()] = _literal(v.strip())
+        out[k.strip()] = _literal(k.strip(), v.strip())
     return out
 
 
-def _literal(v: str):
+def _literal(name: str, v: str):
+    """A --set value as the spec would read it: true/false, an integer, a number, else a
+    string. Numbers obey the spec's own limits (below 10^18, finite): a usage error if not."""
+    from .parser import MAX_INT_DIGITS
     if v in ("true", "false"):
         return v == "true"
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
+    digits = v.lstrip("+-").replace("_", "")
+    if digits.isascii() and digits.isdigit():
+        if len(digits.lstrip("0")) > MAX_INT_DIGITS:
+            raise SystemExit(_usage(f"--set {name}: integers must be below 10^{MAX_INT_DIGITS}, "
+                                    f"got {_short(v)}"))
+        return int(v)
+    try:
+        x = float(v)
+    except ValueError:
+        return v
+    if x != x or x in (float("inf"), float("-inf")):
+        raise SystemExit(_usage(f"--set {name}: expected a finite number, got {_short(v)}"))
+    return x
 
 
 def _usage(msg: str) -> int:
@@ -310,6 +320,16 @@ def _command(argv) -> str | None:
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader went away, possibly while an error was printed
+        _quiet_stdout()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     p = build_parser(extensions=_command(argv) not in CORE_COMMANDS)
     args = p.parse_args(argv)
@@ -328,19 +348,16 @@ def main(argv=None) -> int:
     except CommandError as e:
         print(f"nnspec: error: {e}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        _quiet_stdout()
-        return 0
-    except KeyboardInterrupt:
-        return 130
 
 
 def _quiet_stdout() -> None:
-    """After a reader closed the pipe (`nnspec table … | head -1`): point standard output at
-    /dev/null, so the interpreter's last flush does not fail again, and exit 0 quietly."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # no real file behind sys.stdout (tests)
-        pass
+    """After a reader closed the pipe (`nnspec table … | head -1`): point standard output
+    and error at /dev/null, so the interpreter's last flush does not fail again, and exit 0
+    quietly."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no real file behind it (tests)
+            pass

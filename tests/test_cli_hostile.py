@@ -287,6 +287,15 @@ def test_out_of_range_values_are_usage_errors(capsys, argv, message):
     assert message in err.splitlines()[-1]
 
 
+@pytest.mark.parametrize("value,message", [
+    (HUGE, "--set classes: integers must be below 10^18, got '99999999999999999999'…(300 characters)"),
+    ("1e400", "--set classes: expected a finite number, got '1e400'"),
+    ("nan", "--set classes: expected a finite number, got 'nan'")])
+def test_set_values_obey_the_spec_limits(capsys, value, message):
+    code, out, err = run(capsys, "table", SPECS / "alexnet.nn", "--set", f"classes={value}")
+    assert (code, out, err) == (2, "", f"nnspec: error: {message}\n")
+
+
 def test_the_accepted_extremes_work(capsys):
     code, out, _ = run(capsys, "table", LENET, "--batch", "2147483647", "--format", "json")
     doc = json.loads(out)
@@ -294,6 +303,8 @@ def test_the_accepted_extremes_work(capsys):
     assert doc["totals"]["forward_bytes"] == doc["totals"]["activations"] * 2_147_483_647 * 4
     code, out, _ = run(capsys, "lint", LENET, "--memory-budget", "1024TB")
     assert code == 0
+    code, out, _ = run(capsys, "check", SPECS / "alexnet.nn", "--set", "classes=999999999999999999")
+    assert code == 0 and out.endswith("4.10e+21 parameters, output 999999999999999999\n")
 
 
 # ---- outputs -----------------------------------------------------------------------------------
