@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import warnings
 
@@ -66,6 +65,7 @@ def export_onnx(model, path, input_shape, *, batch: int = 1, opset: int | None =
 
 
 def _export(torch, model, path, input_shape, batch, opset) -> None:
+    import logging
     was_training = model.training
     model.eval()
     x = torch.randn(batch, *input_shape)
