@@ -112,51 +112,58 @@ def _load(path: str, args):
 
 
 def cmd_table(args) -> int:
-    from . import report
+    """One table per spec (files, folders, `-`), each titled with its file when there are
+    several; a spec with errors is reported and skipped (exit 1), the others are shown."""
+    from .report import all_digits
     from .spec import display_name
     paths = expand_paths(args.files)
     several = len(paths) > 1
-    status = 0
-    docs = []
-    for k, path in enumerate(paths):
+    status, shown, docs = 0, 0, []
+    for path in paths:
         try:
             an = _load(path, args).analyze(args.batch, args.dtype)
         except SpecError as e:
             _print_error(e)
             status = 1
             continue
-        name = display_name(path)
-        fmt = args.format
-        if fmt == "json":
-            doc = report.to_dict(an)
-            if several:
-                doc = {"file": name, **doc}
-            docs.append(doc)
-            continue
-        if fmt == "csv":
-            text = report.to_csv(an, args.depth)
-            if several:  # one CSV: a leading file column, one header
-                lines = text.splitlines(keepends=True)
-                text = "".join(("file," if i == 0 else _csv_field(name) + ",") + line
-                               for i, line in enumerate(lines) if i or not docs)
-                docs.append(name)
-            sys.stdout.write(text)
-            continue
-        if several:
-            sys.stdout.write(("\n" if k else "") + (f"## {name}\n\n" if fmt == "markdown" else
-                                                   f"== {name}\n"))
-        if fmt == "markdown":
-            sys.stdout.write(report.to_markdown(an, args.depth))
-        elif fmt == "text":
-            sys.stdout.write(report.to_text(an, args.depth))
+        name = display_name(path) if several else None
+        if args.format == "json":
+            docs.append(an if name is None else (name, an))
         else:
-            _print_rich(an, args.depth)
-    if args.format == "json" and docs:
-        from .report import all_digits
+            _print_table(an, args, name, first=shown == 0)
+        shown += 1
+    if docs:
         import json
+        from .report import to_dict
+        out = to_dict(docs[0]) if not several else [{"file": f, **to_dict(an)} for f, an in docs]
         with all_digits():
-            sys.stdout.write(json.dumps(docs if several else docs[0], indent=2) + "\n")
+            sys.stdout.write(json.dumps(out, indent=2) + "\n")
     return status
+
+
+def _print_table(an, args, name: str | None, first: bool) -> None:
+    """One spec's table in args.format; `name` (several specs) titles it, or for CSV fills
+    a leading `file` column (one header for all)."""
+    from . import report
+    fmt, depth = args.format, args.depth
+    if fmt == "csv":
+        text = report.to_csv(an, depth)
+        if name is not None:
+            head, _, body = text.partition("\n")
+            field = _csv_field(name) + ","
+            text = ("file," + head + "\n" if first else "") + "".join(
+                field + line for line in body.splitlines(keepends=True))
+        sys.stdout.write(text)
+        return
+    if name is not None:
+        sys.stdout.write(("" if first else "\n") + (f"## {name}\n\n" if fmt == "markdown"
+                                                    else f"== {name}\n"))
+    if fmt == "markdown":
+        sys.stdout.write(report.to_markdown(an, depth))
+    elif fmt == "text":
+        sys.stdout.write(report.to_text(an, depth))
+    else:
+        _print_rich(an, depth)
 
 
 def _csv_field(value: str) -> str:

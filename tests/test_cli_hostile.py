@@ -199,7 +199,9 @@ def test_a_folder_without_specs_is_a_usage_error(capsys, tmp_path):
 def test_table_goes_on_after_a_bad_spec_and_exits_1(capsys, tmp_path):
     (tmp_path / "bad.nn").write_text("input 3x8x8\nconv(4, 9)\n")
     code, out, err = run(capsys, "table", tmp_path / "bad.nn", LENET, "--format", "text")
-    assert code == 1 and "kernel" in err and f"== {LENET}" in out and "lenet5 — input" in out
+    assert code == 1 and "kernel" in err and out.startswith(f"== {LENET}\nlenet5 — input")
+    code, out, err = run(capsys, "table", tmp_path / "bad.nn", LENET, "--format", "json")
+    assert code == 1 and [d["file"] for d in json.loads(out)] == [str(LENET)]
 
 
 # ---- closed pipes ------------------------------------------------------------------------------
