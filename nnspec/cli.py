@@ -288,7 +288,19 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
 
     for mod in EXTENSIONS if extensions else ():
         importlib.import_module(mod).register(sub)
+    _colour_parsers(p, colour(sys.stdout) and colour(sys.stderr))
     return p
+
+
+def _colour_parsers(parser: argparse.ArgumentParser, on: bool) -> None:
+    """Python 3.14's argparse colours help and usage errors by its own test of the terminal;
+    decide with ours instead (colour only when both standard output and standard error are
+    terminals), on every sub-parser. Older Pythons ignore the attribute."""
+    parser.color = on
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _colour_parsers(sub, on)
 
 
 MAX_BATCH = 2 ** 31 - 1  # PyTorch indexes a batch with 32-bit sizes in places; nobody needs more

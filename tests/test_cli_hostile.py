@@ -458,3 +458,18 @@ def test_explain_writes_every_digit(capsys, tmp_path):
         assert (code, err) == (0, "") and f"parameters {params:,}" in out
     finally:
         sys.set_int_max_str_digits(old)
+
+
+def test_argparse_colour_follows_our_decision(monkeypatch):
+    """Python 3.14's argparse colours usage errors; every parser gets our decision instead."""
+    from nnspec.cli import build_parser
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    parser = build_parser()
+    subs = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"][0].choices
+    assert parser.color is False and {p.color for p in subs.values()} == {False}
+    assert {"table", "lint", "compile", "export"} <= set(subs)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert build_parser().color is True
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert build_parser().color is False
