@@ -97,8 +97,8 @@ def read_source(path: str | os.PathLike) -> tuple[str, str]:
             raise _unreadable(name, "Is a directory; this command reads one .nn file")
         if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
             raise _unreadable(name, "not a regular file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)  # a pipe with a writer: wait for its text
+        if (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)) and os.name == "posix":
+            os.set_blocking(fd, True)  # a pipe with a writer, a terminal: wait for the text
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
             raw = f.read(parser.MAX_SOURCE_BYTES + 1)
