@@ -93,6 +93,7 @@ def test_commands_of_one_spec_say_so_for_a_folder(capsys, tmp_path, template):
     assert err == f"error[NN002]: cannot read '{tmp_path}': Is a directory; this command reads one .nn file\n"
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 @pytest.mark.parametrize("template,code", READERS, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_a_named_pipe_without_writer_is_refused_not_waited_on(tmp_path, template, code):
     fifo = tmp_path / "spec.fifo"
@@ -103,6 +104,7 @@ def test_a_named_pipe_without_writer_is_refused_not_waited_on(tmp_path, template
         in err + out  # lint reports on standard output
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="/dev/fd: Linux, macOS")
 def test_a_pipe_with_a_writer_is_read(tmp_path):
     """Process substitution (`nnspec table <(…)`) hands over a pipe that has a writer."""
     r, w = os.pipe()
