@@ -276,3 +276,48 @@ def test_analyze_rejects_bad_batch_and_dtype():
         spec.analyze(batch=0)
     with pytest.raises(ValueError):
         spec.analyze(dtype="int8")
+
+
+# ---- numbers of any size (issue "Hostile specs, files and flags…") ---------------------------
+
+def _sci_reference(x: int) -> str:
+    """Decimal's own scientific notation, 3 significant figures, rounding half up."""
+    import decimal
+    with decimal.localcontext() as ctx:
+        ctx.prec = 3
+        ctx.rounding = decimal.ROUND_HALF_UP
+        ctx.Emax = decimal.MAX_EMAX
+        d = +decimal.Decimal(x)
+    mantissa, exponent = f"{d:.2E}".split("E")
+    return f"{mantissa}e+{int(exponent)}"
+
+
+@pytest.mark.parametrize("x", [1000, 999_499, 999_500, 10 ** 21, 2 ** 1100, 3 ** 5000,
+                               10 ** 400 - 1, 12_345_678_901_234_567_890_123])
+def test_sci_is_exact_for_integers_beyond_floats(x):
+    assert report.sci(x) == _sci_reference(x)
+
+
+def test_sci_of_2_to_the_1100():
+    assert report.sci(2 ** 1100) == "1.36e+331"  # 2^1100 = 1.3583e331
+    assert report.sci(999) == "999" and report.sci(0) == "0"
+
+
+def test_count_is_exact_below_10_to_the_21():
+    assert report.count(10 ** 21 - 1) == "999,999,999,999,999,999,999"
+    assert report.count(10 ** 21) == "1.00e+21"
+
+
+@pytest.mark.parametrize("b,want", [(999, "999 B"), (1000, "1.0 KB"), (1023, "1.0 KB"),
+                                    (1024, "1.0 KB"), (999 * 1024, "999.0 KB"),
+                                    (1024 ** 2 - 1, "1.0 MB"), (5 * 1024 ** 4, "5.0 TB"),
+                                    (3 * 1024 ** 5, "3.0 PB"), (7 * 1024 ** 6, "7.0 EB"),
+                                    (1000 * 1024 ** 6, "1.15e+21 B"), (4 * 2 ** 1100, "5.43e+331 B")])
+def test_human_bytes_never_overflows(b, want):
+    assert report.human_bytes(b) == want
+
+
+def test_clip_keeps_both_ends():
+    assert report.clip("x" * 80) == "x" * 80
+    clipped = report.clip("a" * 50 + "b" * 50)
+    assert clipped == "a" * 40 + "…" + "b" * 39 and len(clipped) == report.MAX_CELL

@@ -88,3 +88,55 @@ def test_table_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch imported'" % MLP)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+# ---- hostile flags and outputs (issue "Hostile specs, files and flags…") ---------------------
+
+@pytest.mark.parametrize("opset", ["-5", "13", "24", "x", "9" * 300])
+def test_export_opset_outside_the_exporters_range_is_a_usage_error(tmp_path, capsys, opset):
+    from nnspec.backends.onnx_export import opset_range
+    low, high = opset_range()
+    assert (low, high) == (18, torch.onnx._constants.ONNX_MAX_OPSET)
+    assert main(["export", MLP, "--onnx", str(tmp_path / "m.onnx"), "--opset", opset]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nnspec: error: --opset must be an integer from 18 to {high} ")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "m.onnx").exists()
+
+
+def test_export_writes_the_opset_asked_for_and_no_temporary(tmp_path, capsys):
+    pytest.importorskip("onnxscript")
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "m.onnx"
+    assert main(["export", MLP, "--onnx", str(out), "--opset", "18"]) == 0
+    assert [o.version for o in onnx.load(str(out)).opset_import if o.domain in ("", "ai.onnx")] == [18]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+@pytest.mark.parametrize("where,why", [("nope/m.onnx", "the folder '{}/nope' does not exist"),
+                                       (".", "Is a directory; give a file name")])
+def test_export_to_a_path_that_cannot_be_written(tmp_path, capsys, where, why):
+    target = str(tmp_path / where) if where != "." else str(tmp_path)
+    assert main(["export", MLP, "--onnx", target]) == 2
+    assert capsys.readouterr().err == f"nnspec: error: cannot write '{target}': {why.format(tmp_path)}\n"
+
+
+def test_export_batch_is_checked_by_the_library_too(tmp_path):
+    from nnspec.backends.onnx_export import ExportError, export_onnx
+    with pytest.raises(ExportError, match="the example batch must be from 1 to 65,536, got -1"):
+        export_onnx(nnspec.compile(MLP), tmp_path / "m.onnx", (64,), batch=-1)
+
+
+@pytest.mark.parametrize("command", [["compile"], ["export", "--onnx", "{}/m.onnx"]])
+def test_a_model_too_large_to_allocate_is_refused_before_building(tmp_path, capsys, command):
+    """10^17 x 10^17 weights: the analyzer knows the size, PyTorch never tries to allocate it."""
+    big = tmp_path / "big.nn"
+    big.write_text("input 100000000000000000\nfc: linear(100000000000000000)\n")
+    argv = [command[0], str(big)] + [a.format(tmp_path) for a in command[1:]]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"nnspec: error: {'building' if command[0] == 'compile' else 'exporting'} "
+                          "big needs ") and "of memory available; `nnspec table` gives every figure" in err
+    # (10^17 · 10^17 + 10^17) · 4 bytes = 4.00e+34 B; the export adds the forward pass
+    assert "needs 4.00e+34 B for its parameters and buffers (float32)" in err \
+        or "needs 4.00e+34 B for its parameters, buffers and one forward pass (float32)" in err
+    assert len(err.splitlines()) == 1

@@ -10,12 +10,16 @@ Imported by `nnspec.cli` for every command: PyTorch is imported only inside the 
 
 from __future__ import annotations
 
+import os
 import sys
+
+from ..cli import CommandError, UsageError, positive
+from .onnx_export import MAX_BATCH as MAX_EXPORT_BATCH
 
 
 def register(sub) -> None:
     def spec_opts(p):
-        p.add_argument("file", help="a .nn spec")
+        p.add_argument("file", help="one .nn spec; - reads standard input")
         p.add_argument("--set", action="append", metavar="NAME=VALUE",
                        help="override a network parameter, e.g. --set classes=10")
 
@@ -29,16 +33,19 @@ def register(sub) -> None:
     c = sub.add_parser("compile", help="build the model with PyTorch, or --emit its source")
     spec_opts(c)
     c.add_argument("--emit", choices=("torch",), help="write standalone source instead of building")
-    c.add_argument("-o", "--output", help="file for --emit (default: standard output)")
+    c.add_argument("-o", "--output", help="file for --emit (default: standard output); "
+                                          "written whole or not at all")
     c.set_defaults(func=cmd_compile)
 
     e = sub.add_parser("export", help="export the model to ONNX (needs nnspec[onnx])")
     spec_opts(e)
     e.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
-    e.add_argument("--batch", type=int, default=1, help="batch size of the example input "
-                                                        "(the batch axis stays dynamic)")
+    e.add_argument("--batch", type=positive("batch", MAX_EXPORT_BATCH), default=1,
+                   help=f"batch size of the example input, 1 to {MAX_EXPORT_BATCH:,} "
+                        f"(the batch axis stays dynamic)")
     e.add_argument("--weights", help="load these weights first (.safetensors, .pt, .pth)")
-    e.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
+    e.add_argument("--opset", default=None, metavar="N",
+                   help="ONNX opset, within the range torch's exporter supports (default: torch's)")
     map_opts(e)
     e.set_defaults(func=cmd_export)
 
@@ -80,13 +87,17 @@ def _spec(args):
 
 
 def cmd_compile(args) -> int:
+    if args.output and args.emit is None:
+        raise UsageError("-o/--output goes with --emit torch (without it the model is built "
+                         "and summarised)")
+    if args.output:
+        check_output(args.output)
     spec = _spec(args)
     if args.emit == "torch":
         from .torch_emit import emit_torch
         source = emit_torch(spec)
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(source)
+            write_atomic(args.output, source.encode("utf-8"))
             print(f"wrote {args.output}: {spec.name} as PyTorch source", file=sys.stderr)
         else:
             sys.stdout.write(source)
@@ -94,7 +105,8 @@ def cmd_compile(args) -> int:
     if (code := _torch_or_message()) is not None:
         return code
     from .torch import compile_torch
-    model = compile_torch(spec)
+    _fits_in_memory(spec, "building")
+    model = _allocating(compile_torch, spec)
     params = sum(p.numel() for p in model.parameters())
     print(model)
     print(f"{spec.name}: {params:,} parameters, "
@@ -106,22 +118,117 @@ def cmd_compile(args) -> int:
 def cmd_export(args) -> int:
     if (code := _torch_or_message()) is not None:
         return code
-    from .onnx_export import ExportError, export_onnx
+    from .onnx_export import ExportError, export_onnx, opset_range
+    if args.opset is not None:
+        low, high = opset_range()
+        text = args.opset.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 4 and low <= int(text) <= high):
+            raise UsageError(f"--opset must be an integer from {low} to {high} (what this "
+                             f"torch's ONNX exporter supports), got {args.opset[:40]!r}")
+        args.opset = int(text)
+    check_output(args.onnx)
     from .torch import compile_torch
     from .weights import WeightsError, load_weights
     spec = _spec(args)
-    model = compile_torch(spec)
+    _fits_in_memory(spec, "exporting", batch=args.batch)
+    model = _allocating(compile_torch, spec)
     try:
         if args.weights:
             report = load_weights(model, args.weights, map=_mapping(args))
             print(report.summary(), file=sys.stderr)
-        export_onnx(model, args.onnx, spec.graph.input.shape, batch=args.batch, opset=args.opset)
+        _allocating(export_onnx, model, args.onnx, spec.graph.input.shape, batch=args.batch,
+                    opset=args.opset)
     except (WeightsError, ExportError) as e:
         print(f"nnspec: error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.onnx}: {spec.name}, input (batch, {', '.join(map(str, spec.graph.input.shape))}), "
           f"checked with onnx.checker", file=sys.stderr)
     return 0
+
+
+# ---- outputs and memory: checked before the work, reported in one line ----------------------
+
+def check_output(path: str) -> None:
+    """A UsageError (exit 2) naming `path` when it cannot be written: a folder, in a folder
+    that does not exist, or not writable. Checked before any slow work."""
+    if os.path.isdir(path):
+        raise UsageError(f"cannot write '{path}': Is a directory; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise UsageError(f"cannot write '{path}': the folder '{os.path.dirname(path) or folder}' "
+                         f"{what}")
+    if not os.access(folder, os.W_OK) or os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write '{path}': Permission denied")
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all: a temporary file in the same folder,
+    flushed and fsynced, then renamed over `path`. An OSError becomes a UsageError."""
+    import tempfile
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise UsageError(f"cannot write '{path}': {e.strerror or e}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _fits_in_memory(spec, doing: str, batch: int | None = None) -> None:
+    """Refuse, before PyTorch allocates anything, a model whose parameters and buffers
+    (float32, as built) — and, for an export, one forward pass at `batch` — exceed the
+    memory available: the analyzer knows the sizes without building."""
+    from ..report import human_bytes
+    an = spec.analyze(batch or 1, "float32")
+    need = an.totals.param_bytes + (an.totals.forward_bytes if batch else 0)
+    avail = available_memory()
+    if avail is not None and need > avail:
+        what = "parameters, buffers and one forward pass" if batch else "parameters and buffers"
+        raise CommandError(f"{doing} {spec.name} needs {human_bytes(need)} for its {what} "
+                         f"(float32), more than the {human_bytes(avail)} of memory available; "
+                         f"`nnspec table` gives every figure without building the model")
+
+
+def _allocating(fn, *a, **kw):
+    """Run `fn`; running out of memory anyway (the estimate is a lower bound) is one line."""
+    try:
+        return fn(*a, **kw)
+    except MemoryError:
+        raise CommandError("out of memory while building the model; `nnspec table` gives every "
+                         "figure without building it") from None
+    except RuntimeError as e:
+        text = str(e)
+        if "alloc" in text.lower() or "memory" in text.lower():
+            raise CommandError(f"PyTorch could not allocate the model: "
+                             f"{text.strip().splitlines()[0][:200]}") from None
+        raise
 
 
 def cmd_weights(args) -> int:

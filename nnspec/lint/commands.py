@@ -11,7 +11,6 @@ second.
 
 from __future__ import annotations
 
-import os
 import sys
 
 _EPILOG = ("Selectors are code prefixes (NN2, NN20, NN201), rule names or ALL; the most specific "
@@ -26,7 +25,8 @@ def register(subparsers) -> None:
         description="Lint .nn specs: graph, spatial arithmetic, activations and losses, "
                     "initialisation, regularisation, design, training configuration, memory.",
         epilog=_EPILOG)
-    p.add_argument("files", nargs="*", metavar="FILE", help=".nn files or folders (searched for *.nn)")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help=".nn files or folders (searched for *.nn); - reads standard input")
     p.add_argument("--select", action="append", metavar="CODES",
                    help="only these rules (comma-separated; repeatable)")
     p.add_argument("--ignore", action="append", metavar="CODES",
@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--fail-level", choices=("error", "warning", "info"), default="warning",
                    help="exit 1 when a finding is at least this severe (default: warning)")
     p.add_argument("--memory-budget", metavar="SIZE",
-                   help="device memory for NN801/NN802, e.g. 8GB or 512MB (powers of 1024)")
+                   help="device memory for NN801/NN802, e.g. 8GB or 512MB (powers of 1024), "
+                        "from 1B to 1024TB")
     p.add_argument("--explain", metavar="CODE", help="explain one rule (code or name) and exit")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override a network parameter, e.g. --set classes=10")
@@ -55,24 +56,42 @@ def _split(values) -> list[str]:
     return [x.strip() for v in values or () for x in v.split(",") if x.strip()]
 
 
-def _expand_paths(paths) -> list[str]:
-    out = []
-    for p in paths:
-        if os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                out += [os.path.join(root, f) for f in sorted(files) if f.endswith(".nn")]
-        else:
-            out.append(p)
-    return out
+MAX_MEMORY_BUDGET = 2 ** 50  # 1024 TB: a budget is a device's memory, not an arbitrary number
+
+
+def memory_budget(text: str) -> int:
+    """--memory-budget in bytes, or ValueError naming the accepted form and range."""
+    from .rules_memory import parse_size
+    if len(text) > 40:  # hundreds of digits: refused before any arithmetic
+        raise ValueError(f"--memory-budget must be a size from 1B to 1024TB, got "
+                         f"{text[:20]!r}…({len(text):,} characters)")
+    try:
+        size = parse_size(text)
+    except OverflowError:
+        size = MAX_MEMORY_BUDGET + 1
+    if not 1 <= size <= MAX_MEMORY_BUDGET:
+        raise ValueError(f"--memory-budget must be a size from 1B to 1024TB, got {text!r}")
+    return size
+
+
+def _lint_path(path, **kw):
+    """Lint one path (`-`: standard input); an unreadable one is a fatal result, as
+    engine.lint_file makes it, without ever blocking on a named pipe."""
+    from ..errors import SpecError
+    from ..spec import display_name, read_source
+    from .engine import LintResult, _named, lint_source
+    try:
+        text, name = read_source(path)
+    except SpecError as e:
+        return LintResult(display_name(path), None, [_named(d) for d in e.diagnostics], 0, True)
+    return lint_source(text, name, **kw)
 
 
 def cmd_lint(args) -> int:
-    from ..cli import _network_args
+    from ..cli import _network_args, expand_paths
     from . import formats
     from .catalogue import RANK, find_rule, valid_selector
-    from .engine import Selection, lint_file
-    from .rules_memory import parse_size
+    from .engine import Selection
 
     if args.explain:
         r = find_rule(args.explain)
@@ -92,15 +111,13 @@ def cmd_lint(args) -> int:
     options = {}
     if args.memory_budget:
         try:
-            options["memory_budget"] = parse_size(args.memory_budget)
+            options["memory_budget"] = memory_budget(args.memory_budget)
         except ValueError as e:
             return _usage(str(e))
     network_args = _network_args(args.set)
     sel = Selection(select, ignore)
-    files = _expand_paths(args.files)
-    if not files:
-        return _usage("no .nn files found")
-    results = [lint_file(f, options=options, selection=sel, network_args=network_args)
+    files = expand_paths(args.files)
+    results = [_lint_path(f, options=options, selection=sel, network_args=network_args)
                for f in files]
     if args.format == "json":
         sys.stdout.write(formats.to_json(results) + "\n")
