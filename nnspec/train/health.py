@@ -490,13 +490,17 @@ class Monitor:
 
     def _unchanged(self) -> list:
         torch = self.torch
-        out = []
+        by_layer: dict[str, list[str]] = {}
         for (name, p), init in zip(self.params, self.initial):
             if torch.equal(p.detach(), init):
-                layer = name.rsplit(".", 1)[0]
-                nd = self.graph.find(layer)
-                out += self._add("NN920", f"'{name}' ({p.numel():,} values) is exactly its initial value "
-                                          f"after an epoch of training", nd, layer=layer)
+                by_layer.setdefault(name.rsplit(".", 1)[0], []).append(name)
+        out = []
+        for layer, names in by_layer.items():
+            what = " and ".join(f"'{n}'" for n in names)
+            out += self._add("NN920", f"{what} {'is' if len(names) == 1 else 'are'} exactly "
+                                      f"{'its' if len(names) == 1 else 'their'} initial value after an "
+                                      f"epoch of training (threshold: any change)", self.graph.find(layer),
+                             layer=layer)
         return out
 
     def _add(self, code: str, message: str, node, help: str | None = None, layer: str | None = None) -> list:
