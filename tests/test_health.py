@@ -71,10 +71,11 @@ def test_the_shipped_mlp_trains_without_a_warning(tmp_path):
 
 
 def test_the_shipped_cnn_trains_without_a_warning(tmp_path):
-    # 2 epochs to keep the suite fast (30 with early stopping were clean: docs/train.md). The
-    # thresholds are the shipped ones; NN919 needs 4 epochs, and is off under early stopping.
-    r = nnspec.train("specs/cnn_digits.nn", epochs=2, run=tmp_path / "run")
-    assert r.val_accuracy > 0.6
+    # 1 epoch to keep the suite fast (all 30 were clean too: docs/train.md). The thresholds are
+    # the shipped ones; every probe and epoch-end check runs, except NN919 (it needs 4 epochs,
+    # and is off under early stopping)
+    r = nnspec.train("specs/cnn_digits.nn", epochs=1, run=tmp_path / "run")
+    assert r.val_accuracy > 0.5
     assert r.health == []
 
 
@@ -132,7 +133,7 @@ train {{
   loss cross_entropy
   optimizer sgd(lr=0.05, momentum=0.9)
   batch 64
-  epochs 2
+  epochs 1
   validation 0.2
   seed 5
   {health}
@@ -142,8 +143,8 @@ train {{
 
 def test_checks_never_change_the_trained_weights(tmp_path):
     # dropout draws from torch's global generator and batch norm keeps running statistics:
-    # probing every step (every=1) must touch neither
-    on = nnspec.train(nnspec.loads(DROPOUT_BN.format(health="health on(every=1)"), file="db.nn"),
+    # probing every other step (every=2) and at the epoch end must touch neither
+    on = nnspec.train(nnspec.loads(DROPOUT_BN.format(health="health on(every=2)"), file="db.nn"),
                       run=tmp_path / "on")
     off = nnspec.train(nnspec.loads(DROPOUT_BN.format(health="health off"), file="db.nn"), run=tmp_path / "off")
     a, b = on.model.state_dict(), off.model.state_dict()
