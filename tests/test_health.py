@@ -209,3 +209,33 @@ def test_records_are_complete_and_codes_do_not_collide_with_lint():
         assert r.code not in LINT and r.name not in {x.name for x in LINT.values()}
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", r.name) and r.summary and r.why and r.fix
         assert (DATA / r.bad).is_file() and (DATA / r.good).is_file()
+
+
+# ---- docs/train.md is produced by the code ---------------------------------------------------
+
+TRAIN_DOC = ROOT / "docs" / "train.md"
+
+
+def _blocks(info: str) -> list[str]:
+    return re.findall(rf"^```{info}\n(.*?)^```$", TRAIN_DOC.read_text("utf-8"), re.DOTALL | re.MULTILINE)
+
+
+def test_the_docs_table_is_generated_from_the_records():
+    text = TRAIN_DOC.read_text("utf-8")
+    start = text.index("<!-- generated: nnspec.train.health.markdown() -->\n")
+    end = text.index("<!-- end generated -->")
+    assert text[text.index("\n", start) + 1:end] == health.markdown()
+
+
+def test_the_docs_example_finding_is_what_the_code_renders(tmp_path_factory):
+    r = trained("init_loss.nn", tmp_path_factory)
+    (f,) = [f for f in r.health if f["code"] == "NN910"]
+    rendered = health.render_finding({**f, "file": "tests/data/health/init_loss.nn"},
+                                     (DATA / "init_loss.nn").read_text("utf-8"))
+    assert rendered in _blocks("text")
+
+
+def test_the_docs_spec_examples_load():
+    for body in _blocks("nn"):
+        g = nnspec.loads(body).graph
+        assert health.settings(g.train.health).ignore == {"NN916", "NN917"}

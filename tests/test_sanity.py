@@ -107,3 +107,8 @@ def test_sanity_leaves_the_callers_random_state_alone():
     before = torch.get_rng_state()
     sanity.run(str(DATA / "frozen.nn"))  # dropout draws while training inside
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_the_docs_table_is_what_the_code_prints():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "train.md").read_text("utf-8")
+    assert "```text\n" + sanity.table(list(checks().values())) + "```" in doc

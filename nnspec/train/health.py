@@ -69,8 +69,8 @@ def _rule(code, name, severity, bad, good, **docs) -> Rule:
 
 RULES: dict[str, Rule] = {r.code: r for r in (
     _rule("NN910", "initial-loss-off-chance", "warning", "init_loss.nn", "mlp_ok.nn",
-          summary="The loss before training is far above ln C, the loss of uniform guesses over C "
-                  "classes (softmax cross-entropy).",
+          summary="The loss before training is above 2·ln C; ln C is the loss of uniform guesses "
+                  "over C classes (softmax cross-entropy only).",
           why="A network that starts confidently wrong has output weights far too large; the first "
               "steps are spent undoing them, or the loss overflows.",
           fix="start the output layer small, e.g. `init \"fc*\" normal(std=0.01)`"),
@@ -253,7 +253,7 @@ class Monitor:
             if c > 1 and probe["loss"] > INIT_LOSS_RATIO * expected:
                 head = self.weighted[-1] if self.weighted else self.graph.nodes[self.graph.output]
                 out += self._add("NN910", f"the loss before training is {_fmt(probe['loss'])}, above "
-                                          f"{INIT_LOSS_RATIO}·ln {c} = {_fmt(INIT_LOSS_RATIO * expected)} "
+                                          f"{INIT_LOSS_RATIO:g}·ln {c} = {_fmt(INIT_LOSS_RATIO * expected)} "
                                           f"(uniform guesses give ln {c} = {expected:.3f})", head,
                                  help=f"start the output layer small: `init \"{head.name}\" normal(std=0.01)`")
         out += self._probe_findings(probe)
@@ -532,5 +532,17 @@ def example(rule: Rule, which: str = "bad") -> str:
     return (DATA / getattr(rule, which)).read_text("utf-8")
 
 
+
+
+def markdown() -> str:
+    """The checks as the Markdown table of docs/train.md (tests keep the two in sync)."""
+    rows = ["| code | name | severity | what it measures, and the threshold | planted bug |",
+            "|---|---|---|---|---|"]
+    for r in RULES.values():
+        rows.append(f"| {r.code} | `{r.name}` | {r.severity} | {r.summary.replace('|', chr(92) + '|')} "
+                    f"| [`{r.bad}`](../tests/data/health/{r.bad}) |")
+    return "\n".join(rows) + "\n"
+
+
 __all__ = ["RULES", "Monitor", "Settings", "HealthConfigError", "as_diagnostic", "diagnostic",
-           "example", "finding", "render_finding", "settings"]
+           "example", "finding", "markdown", "render_finding", "settings"]

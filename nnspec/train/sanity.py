@@ -119,15 +119,15 @@ def _overfit(c: _Context) -> Check:
             acc = accuracy_of(out, y, b.loss_name)
             measured = f"{acc:.0%} after {step} steps"
             if acc >= 1.0:
-                return Check("overfit one batch", "pass", measured, f"100 % of {len(x)} samples")
+                return Check("overfit one batch", "pass", measured, f"100% of {len(x)} samples")
         else:
             loss = b.loss_numpy(out, y)
             measured = f"loss {loss:.3g} (from {first:.3g}) after {step} steps"
             if loss <= 0.01 * first:
-                return Check("overfit one batch", "pass", measured, "1 % of the initial loss")
+                return Check("overfit one batch", "pass", measured, "1% of the initial loss")
     return Check("overfit one batch", "fail", measured,
-                 f"100 % of {len(x)} samples within {OVERFIT_STEPS} steps" if c.classification
-                 else f"1 % of the initial loss within {OVERFIT_STEPS} steps")
+                 f"100% of {len(x)} samples within {OVERFIT_STEPS} steps" if c.classification
+                 else f"1% of the initial loss within {OVERFIT_STEPS} steps")
 
 
 def _baseline(c: _Context) -> Check:
