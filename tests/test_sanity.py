@@ -14,7 +14,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import nnspec  # noqa: E402
 import nnspec.backends.torch as torch_backend  # noqa: E402
 from nnspec.cli import main  # noqa: E402
 from nnspec.train import sanity  # noqa: E402

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -42,7 +41,6 @@ WEIGHTED = OpsWith("weighted")
 RECTIFIERS = OpsWith("relu_like")
 SATURATING = OpsWith("saturating")
 
-DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "health"
 PROBE = 256                 # samples in the probe batch
 EVERY = 50                  # steps between probes (and at every epoch end)
 
@@ -62,6 +60,8 @@ OVERFIT_GAP = 0.1           # … to more than 0.1 and at least twice what it wa
 
 
 def _rule(code, name, severity, bad, good, **docs) -> Rule:
+    """A record; `bad` and `good` name specs under tests/data/health/ (a planted bug, and the
+    healthy spec) rather than holding the text, because they need data and a training run."""
     for key in ("summary", "why", "fix"):
         docs[key] = " ".join(docs[key].split())
     return Rule(code, name, severity, bad=bad, good=good, **docs)
@@ -527,11 +527,6 @@ def render_finding(f: dict, source: str | None) -> str:
     return render(as_diagnostic(f), source)
 
 
-def example(rule: Rule, which: str = "bad") -> str:
-    """The text of a record's planted-bug (`bad`) or healthy (`good`) spec."""
-    return (DATA / getattr(rule, which)).read_text("utf-8")
-
-
 
 
 def markdown() -> str:
@@ -545,4 +540,4 @@ def markdown() -> str:
 
 
 __all__ = ["RULES", "Monitor", "Settings", "HealthConfigError", "as_diagnostic", "diagnostic",
-           "example", "finding", "markdown", "render_finding", "settings"]
+           "finding", "markdown", "render_finding", "settings"]
