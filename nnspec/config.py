@@ -99,6 +99,11 @@ AUGMENTS = {
     "cutmix": (Arg("alpha", "posfloat", 1.0),),
 }
 
+HEALTH = {  # the health checks while training (nnspec/train/health.py, docs/train.md)
+    "on": (Arg("every", "count", 50), Arg("ignore", "str", "")),
+    "off": (),
+}
+
 EARLY_STOPPING = (Arg("patience", "count", 10), Arg("min_delta", "float", 0.0),
                   Arg("monitor", "enum:val_loss|val_accuracy|loss|accuracy", "val_loss"))
 CLIP = (Arg("norm", "posfloat", None), Arg("value", "posfloat", None))
@@ -137,6 +142,7 @@ class TrainConfig:
     data: Choice | None = None
     augment: tuple[Choice, ...] = ()
     classes: int | None = None
+    health: Choice | None = None
     spans: Mapping[str, Span] = field(default_factory=dict)  # entry key -> where it was written
 
     def init_override(self, name: str) -> Choice | None:
@@ -152,7 +158,7 @@ _SCALARS = {  # key -> Arg kind of its single value
     "weight_decay": "float", "l1": "float", "l2": "float", "batch": "count", "epochs": "count",
     "validation": "prob", "seed": "nonneg", "classes": "count",
 }
-_CHOICE = {"loss": LOSSES, "optimizer": OPTIMIZERS, "data": DATA}
+_CHOICE = {"loss": LOSSES, "optimizer": OPTIMIZERS, "data": DATA, "health": HEALTH}
 _LISTS = {"schedule": SCHEDULES, "augment": AUGMENTS}
 _KWARGS = {"early_stopping": EARLY_STOPPING, "clip": CLIP, "elastic_net": ELASTIC}
 KEYS = tuple(sorted(set(_SCALARS) | set(_CHOICE) | set(_LISTS) | set(_KWARGS) | {"init", "freeze"}))

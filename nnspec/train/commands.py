@@ -41,6 +41,9 @@ def register(sub) -> None:
     t.add_argument("--report", metavar="FILE", help="write the run's summary as JSON")
     t.add_argument("--plot", metavar="FILE.png", help="draw loss, accuracy and learning-rate curves "
                                                       "(needs matplotlib)")
+    t.add_argument("--sanity", action="store_true",
+                   help="run the recipe checks (initial loss, overfit one batch, zero-input baseline, "
+                        "batch independence, float64 gradient check) instead of training; exit 1 if one fails")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of weights")
@@ -93,6 +96,8 @@ def cmd_train(args) -> int:
     from .loop import Interrupted, Options, TrainError, Trainer
 
     spec = _load(args.file, args)
+    if args.sanity:
+        return _sanity(spec, args)
     opts = Options(data=args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
                    run=args.run, resume=args.resume, init_from=args.init_from, backend=args.backend,
                    device=args.device, precision=args.precision, checkpoint_every=args.checkpoint_every,
@@ -127,6 +132,18 @@ def cmd_train(args) -> int:
             _err(str(e))
             return 1
     return 0
+
+
+def _sanity(spec, args) -> int:
+    from .loop import TrainError
+    from .sanity import run, table
+    try:
+        checks = run(spec, data=args.data, seed=args.seed)
+    except TrainError as e:
+        _err(str(e))
+        return 1
+    sys.stdout.write(table(checks))
+    return 0 if all(c.passed for c in checks) else 1
 
 
 def _command(args) -> str:

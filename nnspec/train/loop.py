@@ -176,6 +176,7 @@ class Trainer:
             backend.distribute()
         run_dir = self._run_dir()
         state = self._start(run_dir)
+        monitor = self._monitor_health(state)
         n = len(splits.train.x)
         steps_per_epoch = max(1, n // self.batch + (1 if n % self.batch > 1 else 0))
         base_lr = self._base_lr()
@@ -194,19 +195,25 @@ class Trainer:
                     x, y = splits.train.x[idx], splits.train.y[idx]
                     if self.cfg.augment:
                         x, y = self._augment(x, y, state["step"])
+                    if monitor is not None:
+                        monitor.before_step()
                     loss = backend.step(x, y, lr)
                     loss = self._all_mean(loss)
                     state["step"] += 1
                     state["batch"] += 1
                     state["loss_sum"] += loss * len(idx)
                     state["loss_n"] += len(idx)
-                    if not math.isfinite(loss):
+                    if not math.isfinite(loss) or (monitor is not None and not monitor.gradient_finite()):
                         stopped = "non-finite loss"
                         self.emit("nonfinite", epoch=epoch, step=state["step"], loss=loss)
+                        if monitor is not None:
+                            self._report_health(state, monitor.nonfinite(x, y, loss))
                         self._restore_last_good(run_dir)
                         break
                     self.emit("step", epoch=epoch, batch=b + 1, batches=steps_per_epoch, step=state["step"],
                               loss=loss, lr=lr)
+                    if monitor is not None:
+                        self._report_health(state, monitor.after_step(state["step"], lr))
                     if self._stop_requested:
                         self._checkpoint(run_dir, state, status="interrupted")
                         raise Interrupted(run_dir, self._resume_command(run_dir))
@@ -219,7 +226,7 @@ class Trainer:
                     if stopped == "max_steps":
                         self._checkpoint(run_dir, state)
                     break
-                self._end_epoch(run_dir, state, lr)
+                self._end_epoch(run_dir, state, lr, monitor)
                 if state.get("stop"):
                     stopped = state["stop"]
                     break
@@ -254,7 +261,7 @@ class Trainer:
         out = self.backend.evaluate(dataset.x)
         return self.backend.loss_numpy(out, dataset.y), accuracy_of(out, dataset.y, self.backend.loss_name)
 
-    def _end_epoch(self, run_dir: Path, state: dict, lr: float) -> None:
+    def _end_epoch(self, run_dir: Path, state: dict, lr: float, monitor=None) -> None:
         epoch = state["epoch"]
         train_loss = state["loss_sum"] / max(1, state["loss_n"])
         val_loss, val_acc = self._evaluate(self.splits.val)
@@ -262,6 +269,8 @@ class Trainer:
                "val_accuracy": val_acc, "lr": lr}
         state["history"].append(row)
         improved = self._track(state, row)
+        if monitor is not None:
+            self._report_health(state, monitor.end_epoch(row, state["history"], first_epoch=epoch == 0))
         state["epoch"] += 1
         state["batch"] = 0
         state["loss_sum"] = 0.0
@@ -293,6 +302,29 @@ class Trainer:
         if patience is not None and state["bad_epochs"] >= patience:
             state["stop"] = "early stopping"
         return False
+
+    # ---- health checks (nnspec/train/health.py): findings go to state["health"] and as events
+    def _monitor_health(self, state: dict):
+        from . import health
+        try:
+            settings = health.settings(self.cfg.health, self.o.health)
+        except health.HealthConfigError as e:
+            raise TrainError(f"{self.graph.file}: {e}") from None
+        if not settings.enabled or self.backend.name != "torch":
+            return None
+        monitor = health.Monitor(self.backend, self.splits, settings, seed=self.seed,
+                                 base_lr=self._base_lr(), config=self.cfg)
+        monitor.seen.update((f["code"], f["layer"]) for f in state.setdefault("health", []))
+        self._report_health(state, monitor.start(fresh=state["step"] == 0))
+        return monitor
+
+    def _report_health(self, state: dict, found) -> None:
+        from . import health
+        from ..errors import render
+        for d, layer in found:
+            f = health.finding(d, layer, state["step"], state["epoch"])
+            state["health"].append(f)
+            self.emit("health", **f, rendered=render(d, self.graph.source))
 
     # ---- checkpoints and resume
     def _run_dir(self) -> Path:
