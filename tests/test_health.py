@@ -70,6 +70,7 @@ def test_the_shipped_mlp_trains_without_a_warning(tmp_path):
     assert r.health == []
 
 
+@pytest.mark.slow
 def test_the_shipped_cnn_trains_without_a_warning(tmp_path):
     # 1 epoch to keep the suite fast (all 30 were clean too: docs/train.md). The thresholds are
     # the shipped ones; every probe and epoch-end check runs, except NN919 (it needs 4 epochs,

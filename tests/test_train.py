@@ -129,6 +129,7 @@ def test_data_that_does_not_fit_the_input_is_one_clear_error(tmp_path):
         nnspec.train(spec, run=tmp_path / "r2")
 
 
+@pytest.mark.slow
 def test_transfer_learning_as_the_readme_shows_it(tmp_path):
     """examples/transfer: the digits CNN trained on 0-4, its trunk loaded and frozen, a new
     5-way head trained on 5-9; frozen batch norms keep their running statistics."""
@@ -156,6 +157,7 @@ def run_cli(*argv, **kw):
                           cwd=kw.pop("cwd", ROOT), timeout=kw.pop("timeout", 600), **kw)
 
 
+@pytest.mark.slow
 def test_cli_train_report_plot_and_evaluate(tmp_path):
     pytest.importorskip("matplotlib")
     run = tmp_path / "run"
@@ -200,6 +202,7 @@ def _wait_for(path: Path, text: str, proc, timeout=300):
     raise AssertionError(f"timed out waiting for {text!r} in {path}")
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_prints_the_resume_command_and_resume_is_exact(tmp_path):
     spec = tmp_path / "tiny.nn"
     spec.write_text(TINY.format(optimizer="optimizer sgd(lr=0.05, momentum=0.9)", schedule="cosine",
@@ -232,6 +235,7 @@ def test_ctrl_c_checkpoints_prints_the_resume_command_and_resume_is_exact(tmp_pa
             assert np.array_equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_exits_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
     spec = tmp_path / "tiny.nn"
     spec.write_text(TINY.format(optimizer="optimizer adam", schedule="constant", epochs=400, extra=""))

@@ -259,23 +259,18 @@ class Monitor:
         out += self._probe_findings(probe)
         return out
 
-    def before_step(self) -> None:
-        """Keep the weights before the step: the non-finite replay and |ΔW|/|W| need them."""
+    def before_step(self, step: int, last_in_epoch: bool = False) -> None:
+        """Before a step that will be probed (every `every` steps, and the last of an epoch),
+        keep the weights: |ΔW|/|W| needs them. Other steps copy nothing. (A non-finite step
+        needs no copy: the backend does not update on one.)"""
+        if step % self.s.every and not last_in_epoch:
+            return
         torch = self.torch
         with torch.no_grad():
             if self.before is None:
                 self.before = [p.detach().clone() for _, p in self.params]
             else:
                 torch._foreach_copy_(self.before, [p.detach() for _, p in self.params])
-
-    def gradient_finite(self) -> bool:
-        """The cheap per-step check: the global gradient norm is finite."""
-        torch = self.torch
-        grads = [p.grad for _, p in self.params if p.grad is not None]
-        if not grads:
-            return True
-        return bool(torch.isfinite(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g.detach().float()) for g in grads]))))
 
     def after_step(self, step: int, lr: float) -> list:
         self.lr = lr
@@ -302,10 +297,7 @@ class Monitor:
                    for nd in self.graph.layers if nd.name in self.modules]
         try:
             with torch.random.fork_rng(devices=[]), torch.no_grad():
-                if self.before is not None:
-                    for (_, p), b in zip(self.params, self.before):
-                        p.copy_(b)
-                self.model.train()
+                self.model.train()  # on the weights of the failed step: it made no update
                 self.model(self.backend.tensor(x))
         finally:
             for h in handles:

@@ -195,15 +195,15 @@ class Trainer:
                     x, y = splits.train.x[idx], splits.train.y[idx]
                     if self.cfg.augment:
                         x, y = self._augment(x, y, state["step"])
-                    if monitor is not None:
-                        monitor.before_step()
+                    if monitor is not None:  # keeps the weights only before a probed step
+                        monitor.before_step(state["step"] + 1, last_in_epoch=b == steps_per_epoch - 1)
                     loss = backend.step(x, y, lr)
                     loss = self._all_mean(loss)
                     state["step"] += 1
                     state["batch"] += 1
                     state["loss_sum"] += loss * len(idx)
                     state["loss_n"] += len(idx)
-                    if not math.isfinite(loss) or (monitor is not None and not monitor.gradient_finite()):
+                    if not math.isfinite(loss) or not math.isfinite(backend.last_grad_norm):
                         stopped = "non-finite loss"
                         self.emit("nonfinite", epoch=epoch, step=state["step"], loss=loss)
                         if monitor is not None:

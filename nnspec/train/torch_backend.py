@@ -22,6 +22,7 @@ adds l2/2·ΣW² and `l1` adds l1·Σ|W| to the loss, over the weights of weight
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Mapping
 
 import numpy as np
@@ -106,13 +107,16 @@ class TorchBackend:
             self.scaler.unscale_(self.optimizer)
         else:
             total.backward()
-        self.clip()
-        if self.scaler is not None:
+        self.last_grad_norm = norm = self.clip()
+        value = float(loss.detach())
+        if self.scaler is not None:  # fp16: the scaler skips steps with inf gradients itself
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:
+        elif math.isfinite(value) and math.isfinite(norm):
             self.optimizer.step()
-        return float(loss.detach())
+        # else: no update. The weights stay those that gave the non-finite loss or gradient,
+        # so the trainer can replay the batch on them and keep its last good checkpoint.
+        return value
 
     def penalty(self):
         t = self.train_config
@@ -127,16 +131,20 @@ class TorchBackend:
                 total = total + l1 * w.abs().sum()
         return total
 
-    def clip(self) -> None:
+    def clip(self) -> float:
+        """Clip as the train section says; returns the global gradient norm (before clipping
+        by norm), the cheap every-step health check."""
         torch = _torch()
-        c = self.train_config.clip
-        if not c:
-            return
+        c = self.train_config.clip or {}
         ps = [p for _, p in self.params]
         if c.get("value"):
             torch.nn.utils.clip_grad_value_(ps, c["value"])
         if c.get("norm"):
-            torch.nn.utils.clip_grad_norm_(ps, c["norm"])
+            return float(torch.nn.utils.clip_grad_norm_(ps, c["norm"]))
+        grads = [p.grad for p in ps if p.grad is not None]
+        if not grads:
+            return 0.0
+        return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
 
     def frozen(self) -> list[str]:
         return [n for n, p in self.model.named_parameters() if not p.requires_grad]
