@@ -89,9 +89,11 @@ class TorchBackend:
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
         """Forward, loss (+ L1/L2 penalties), backward, clipping, one optimizer update."""
         torch = _torch()
-        self.model.train()
-        for m in self.frozen_norms:
-            m.eval()
+        # (walking the module tree costs ~0.2 ms a step: only on a switch of mode)
+        if not self.model.training or any(m.training for m in self.frozen_norms):
+            self.model.train()
+            for m in self.frozen_norms:
+                m.eval()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         xt, yt = self.tensor(x), self.tensor(y)
