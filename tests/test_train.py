@@ -253,3 +253,13 @@ def test_a_second_ctrl_c_exits_at_once_and_keeps_the_last_good_checkpoint(tmp_pa
     assert proc.returncode == 130
     ck = checkpoint.load(run / "last.safetensors")   # a whole, readable checkpoint
     assert "model/fc1.weight" in ck
+
+
+def test_the_python_example_of_docs_train_md_runs(tmp_path, monkeypatch):
+    import re
+    text = (ROOT / "docs" / "train.md").read_text("utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").symlink_to(ROOT / "specs")
+    exec(compile(code, "docs/train.md", "exec"), {"__name__": "docs"})  # our own example
+    assert (tmp_path / "runs" / "readme-mlp" / "best.safetensors").is_file()
