@@ -27,3 +27,17 @@ def test_readme_block_example_is_a_resnet_stage():
 def test_readme_python_api_snippet_runs():
     code = re.search(r"```python\n(import nnspec\n\nspec = .*?)```", README, re.S).group(1)
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})  # our own example, not a spec
+
+
+def test_readme_diagnostics_are_what_the_commands_print():
+    """Every example of a diagnostic in the README is produced by the code: the block after
+    `<!-- output of: nnspec … -->` must appear, verbatim, in that command's output."""
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parent.parent
+    pairs = re.findall(r"<!-- output of: (nnspec [^>]*?) -->\n```\n(.*?)```", README, re.S)
+    assert len(pairs) >= 2
+    for command, block in pairs:
+        p = subprocess.run([sys.executable, "-m", "nnspec", *command.split()[1:]], cwd=root,
+                           capture_output=True, text=True, env={"NO_COLOR": "1", "PATH": ""})
+        assert block in p.stdout + p.stderr, command

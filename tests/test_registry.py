@@ -130,6 +130,8 @@ def test_a_new_activation_row_works_in_analysis_lint_docs_and_torch(cube_row):
     spec = nnspec.loads(text)
     assert spec.analyze().totals.params == 9 * 6 + 5 * 7 * 6 + 7 * 3
     assert "cube_test" in user_ops() and "cube_test" in OpsWith("saturating")
+    from test_docs import ops_table  # the generated ops table of docs/language.md
+    assert "| `cube_test` | `cube_test` | activation | x³ (a test row) |" in ops_table()
     # lint reads the row: its traits (a run of saturating layers) and its f in the variance pass
     result = lint_source(text)
     assert any("cube_test" in d.message or d.code == "NN313" for d in result.findings)

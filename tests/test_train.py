@@ -263,3 +263,48 @@ def test_the_python_example_of_docs_train_md_runs(tmp_path, monkeypatch):
     (tmp_path / "specs").symlink_to(ROOT / "specs")
     exec(compile(code, "docs/train.md", "exec"), {"__name__": "docs"})  # our own example
     assert (tmp_path / "runs" / "readme-mlp" / "best.safetensors").is_file()
+
+
+LOSS_HEADS = {  # loss -> the head it expects (lint's NN2xx rules say the same)
+    "cross_entropy(label_smoothing=0.1)": "", "nll": "log_softmax", "bce": "sigmoid",
+    "bce_logits": "", "mse": "", "l1": "", "huber(delta=0.5)": "", "hinge(margin=1)": "",
+}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSS_HEADS))
+def test_every_loss_trains_and_equals_its_formula(tmp_path, loss):
+    from nnspec.train.torch_backend import compute_loss
+    head = LOSS_HEADS[loss]
+    spec = nnspec.loads(f"input 64\nfc1: linear(32) relu\nfc2: linear(10) {head}\ntrain {{\n"
+                        f"  data digits\n  loss {loss}\n  optimizer adam(lr=3e-3)\n  batch 64\n"
+                        f"  epochs 2\n  seed 1\n}}\n", file="loss.nn")
+    r = nnspec.train(spec, run=tmp_path / "r", health=False)
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+    if not loss.startswith("l1"):  # L1 on one-hot targets first pulls every output to 0: slow
+        assert r.test_accuracy > 0.5
+    # the value against the formula written out (NumPy, float64) on one batch
+    rng = np.random.default_rng(0)
+    out = rng.normal(size=(6, 10))
+    y = rng.integers(0, 10, 6)
+    name, _, rest = loss.partition("(")
+    opts = {k: float(v) for k, v in (kv.split("=") for kv in rest.rstrip(")").split(",") if kv)}
+    if name == "bce":
+        out = 1 / (1 + np.exp(-out))
+    if name == "nll":
+        out = out - np.log(np.exp(out).sum(1, keepdims=True))
+    got = float(compute_loss(name, opts, torch.from_numpy(out), torch.from_numpy(y)))
+    onehot = np.eye(10)[y]
+    logp = out - np.log(np.exp(out).sum(1, keepdims=True))
+    want = {
+        "cross_entropy": lambda: -(((1 - 0.1) * onehot + 0.1 / 10) * logp).sum(1).mean(),
+        "nll": lambda: -out[np.arange(6), y].mean(),
+        "bce": lambda: -(onehot * np.log(out) + (1 - onehot) * np.log(1 - out)).mean(),
+        "bce_logits": lambda: (np.logaddexp(0, out) - onehot * out).mean(),
+        "mse": lambda: ((out - onehot) ** 2).mean(),
+        "l1": lambda: np.abs(out - onehot).mean(),
+        "huber": lambda: np.where(np.abs(out - onehot) < 0.5, 0.5 * (out - onehot) ** 2,
+                                  0.5 * (np.abs(out - onehot) - 0.25)).mean(),
+        "hinge": lambda: (np.maximum(0, 1 - out[np.arange(6), y][:, None] + out)
+                          * (1 - onehot)).sum(1).mean() / 10,
+    }[name]()
+    assert got == pytest.approx(want, rel=1e-9)
