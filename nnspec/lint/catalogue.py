@@ -15,7 +15,8 @@ of those modules.
 Codes: NN0xx are the checker's errors (a spec that fails them cannot be analysed further),
 NN1xx graph, NN2xx spatial arithmetic, NN3xx activations and losses, NN4xx initialisation,
 NN5xx normalisation, dropout and regularisation, NN6xx design (info), NN7xx training
-configuration, NN8xx memory, NN9xx the suppression comments themselves.
+configuration, NN8xx memory, NN90x the suppression comments themselves, NN91x the trainer's
+runtime health checks (nnspec/train/health.py: found while training, on the same spec lines).
 
 >>> RULES["NN201"].name
 'window-does-not-tile'
@@ -58,6 +59,7 @@ CATEGORY_TITLES = {
     "training": "Training configuration (the `train` section)",
     "memory": "Memory (with `--memory-budget`)",
     "suppression": "Suppression comments",
+    "health": "Runtime health checks (found by `nnspec train`, not by `nnspec lint`)",
 }
 
 
@@ -78,6 +80,8 @@ class Rule:
 
     @property
     def category(self) -> str:
+        if self.found_by == "trainer":
+            return "health"
         return CATEGORIES[self.code[2]]
 
     @property

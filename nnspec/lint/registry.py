@@ -19,9 +19,10 @@ RULE_MODULES = (
     "rules_design",           # NN6xx
     "rules_training",         # NN7xx
     "rules_memory",           # NN8xx
-    "suppress",               # NN9xx
+    "suppress",               # NN90x
+    "nnspec.train.health",    # NN91x: found by the trainer at run time
 )
 
 for _name in RULE_MODULES:
-    importlib.import_module(f"{__package__}.{_name}")
+    importlib.import_module(_name if "." in _name else f"{__package__}.{_name}")
 del _name

@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import rng
 from ..errors import Diagnostic, did_you_mean, render
+from ..lint import catalogue
 from ..lint.catalogue import Rule
 from ..ops import OpsWith
 
@@ -59,12 +60,20 @@ OVERFIT_EPOCHS = 3          # NN919: the train/validation gap grew 3 epochs in a
 OVERFIT_GAP = 0.1           # … to more than 0.1 and at least twice what it was
 
 
+PLANTED: dict[str, tuple[str, str]] = {}  # code -> (planted-bug spec, healthy spec) in tests/data/health
+
+
 def _rule(code, name, severity, bad, good, **docs) -> Rule:
-    """A record; `bad` and `good` name specs under tests/data/health/ (a planted bug, and the
-    healthy spec) rather than holding the text, because they need data and a training run."""
+    """A record of the lint catalogue (`nnspec rules`, `nnspec lint --explain NN910`), found by
+    the trainer. Its bad and good examples are specs under tests/data/health/ (a planted bug,
+    and the healthy spec), not text run through the linter: they need data and a training run."""
+    PLANTED[code] = (bad, good)
     for key in ("summary", "why", "fix"):
         docs[key] = " ".join(docs[key].split())
-    return Rule(code, name, severity, bad=bad, good=good, **docs)
+    return catalogue.find_rule(code) or catalogue.document(
+        code, name, severity, found_by="trainer",
+        bad=f"# found by `nnspec train` on a planted bug: tests/data/health/{bad}\n",
+        good=f"# the same network trained without the bug: tests/data/health/{good}\n", **docs)
 
 
 RULES: dict[str, Rule] = {r.code: r for r in (
@@ -527,7 +536,7 @@ def markdown() -> str:
             "|---|---|---|---|---|"]
     for r in RULES.values():
         rows.append(f"| {r.code} | `{r.name}` | {r.severity} | {r.summary.replace('|', chr(92) + '|')} "
-                    f"| [`{r.bad}`](../tests/data/health/{r.bad}) |")
+                    f"| [`{PLANTED[r.code][0]}`](../tests/data/health/{PLANTED[r.code][0]}) |")
     return "\n".join(rows) + "\n"
 
 
