@@ -171,8 +171,7 @@ class _Plain:
         elif kind == "epoch":
             print(_epoch_line(e), flush=True)
         elif kind == "init_from":
-            print(f"weights from {e['path']}: {len(e['loaded'])} loaded, {len(e['skipped'])} skipped, "
-                  f"{len(e['new'])} new, {len(e['frozen'])} frozen", flush=True)
+            print(_init_table(e), end="", flush=True)
         elif kind == "health":
             print(e["rendered"], end="", flush=True)
         elif kind == "nonfinite":
@@ -186,6 +185,17 @@ class _Plain:
 
     def close(self) -> None:
         pass
+
+
+def _init_table(e: dict) -> str:
+    """What --init-from did to every tensor: loaded, skipped (in the file only), new (in the
+    spec only), frozen (loaded or not, not trained)."""
+    rows = [("loaded", e["loaded"]), ("skipped", e["skipped"]), ("new", e["new"]), ("frozen", e["frozen"])]
+    lines = [f"weights from {e['path']}:"]
+    for what, names in rows:
+        shown = ", ".join(names[:8]) + (f", … ({len(names) - 8} more)" if len(names) > 8 else "")
+        lines.append(f"  {what:<8}{len(names):>5}  {shown}")
+    return "\n".join(lines) + "\n"
 
 
 def _epoch_line(e: dict) -> str:
