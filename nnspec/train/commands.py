@@ -232,7 +232,9 @@ class _Live(_Plain):
             return
         if e["event"] == "epoch" and self.task is not None:
             self.progress.update(self.task, completed=0)
-        self.progress.console.print(_render(e), end="") if _render(e) else None
+        text = _render(e)
+        if text:
+            self.progress.console.print(text, end="", markup=False, highlight=False)
 
     def close(self) -> None:
         self.progress.stop()
