@@ -308,3 +308,29 @@ def test_every_loss_trains_and_equals_its_formula(tmp_path, loss):
                           * (1 - onehot)).sum(1).mean() / 10,
     }[name]()
     assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_every_augmentation_trains_an_image_network_and_resumes_exactly(tmp_path):
+    text = """network small(classes = 10)
+input 1x8x8
+conv1: conv(8, 3, pad=1) relu
+pool: maxpool(2)
+flatten
+fc: linear(classes)
+train {
+  data digits
+  loss cross_entropy
+  optimizer sgd(lr=0.05, momentum=0.9)
+  batch 64
+  epochs 3
+  seed 2
+  augment hflip, crop(pad=1), noise(std=0.05), jitter(strength=0.2), rotate(degrees=10), translate(pixels=1), cutout(size=2), mixup(alpha=0.2), cutmix(alpha=1)
+}
+"""
+    whole = nnspec.train(nnspec.loads(text, file="aug.nn"), run=tmp_path / "a", health=False)
+    assert whole.history[-1]["train_loss"] < whole.history[0]["train_loss"]
+    assert whole.val_accuracy > 0.3
+    nnspec.train(nnspec.loads(text, file="aug.nn"), run=tmp_path / "b", health=False, max_steps=25)
+    rest = nnspec.train(nnspec.loads(text, file="aug.nn"), run=tmp_path / "b", health=False, resume=True)
+    for k, v in weights(whole).items():
+        assert np.array_equal(v, weights(rest)[k]), k
