@@ -207,3 +207,12 @@ def test_nnspec_lint_over_1000_random_extreme_specs(tmp_path, capsys):
     codes = Counter(d["code"] for f in files for d in f["findings"])
     assert set(codes) <= set(RULES)
     assert sum(n for c, n in codes.items() if not c.startswith("NN0")) > 1000  # rules did run
+
+
+def test_sizes_past_pythons_int_to_str_guard_are_written_not_raised():
+    # 2^14,501 channels: 4,366 digits, past the 4,300-digit guard on int -> str
+    text = "input 3x8x8\nrepeat 14500 { concat {\n  identity\n  identity\n} }\nflatten\nlinear(10)\n"
+    from nnspec.lint import lint_source
+    result = lint_source(text)
+    (fc,) = [d for d in result.findings if d.code == "NN606"]   # the fully connected layer's note
+    assert sum(ch.isdigit() for ch in fc.message) > 4300           # its input size, written exactly

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from .. import parser
+from ..report import all_digits
 from ..errors import Diagnostic, SpecError
 from ..expand import expand
 from . import registry, suppress  # noqa: F401  (registry: every rule is registered)
@@ -87,12 +88,15 @@ def lint_source(source: str, file: str = "<string>", *, options: Mapping | None 
         return LintResult(file, source, [_named(d) for d in e.diagnostics])
     cx = Context(graph, module, options)
     raw: list[Diagnostic] = []
-    for r in ordered():
-        if r.check is None or not sel(r.code):
-            continue
-        for h in r.check(cx):
-            raw.append(Diagnostic(r.code, h.message, h.span, r.severity, h.help or r.fix,
-                                  h.notes, h.chain, r.name))
+    # A spec's sizes can pass Python's 4,300-digit guard on int -> str (2^14,500 channels):
+    # messages write their measured values exactly, as the table does.
+    with all_digits():
+        for r in ordered():
+            if r.check is None or not sel(r.code):
+                continue
+            for h in r.check(cx):
+                raw.append(Diagnostic(r.code, h.message, h.span, r.severity, h.help or r.fix,
+                                      h.notes, h.chain, r.name))
     sups = suppress.scan(source, file)
     kept, dropped = suppress.apply(raw, sups)
     kept = _fold_instances(kept) + suppress.meta_findings(sups, sel)
