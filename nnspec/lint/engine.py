@@ -109,15 +109,20 @@ def _fold_instances(findings: list[Diagnostic]) -> list[Diagnostic]:
     problem inside it once, naming the other instances in a note."""
     groups: dict[tuple, list[Diagnostic]] = {}
     for d in findings:
-        key = (d.code, d.span) if d.chain else (d.code, d.span, d.message)
+        # the same call in a block or a `repeat` is one source position: one finding
+        key = (d.code, d.span) if d.span is not None else (d.code, d.span, d.message)
         groups.setdefault(key, []).append(d)
     out = []
     for same in groups.values():
         first = same[0]
         if len(same) > 1:
             others = [d.chain[-1].instance for d in same[1:] if d.chain]
-            shown = ", ".join(others[:4]) + (f", … ({len(others)} more in all)" if len(others) > 4 else "")
-            first = dataclasses.replace(first, notes=first.notes + (f"also in {shown}",))
+            if others:
+                shown = ", ".join(others[:4]) + (f", … ({len(others)} more in all)" if len(others) > 4 else "")
+                note = f"also in {shown}"
+            else:
+                note = f"the same for {len(same) - 1:,} more layer{'s' * (len(same) > 2)} made by this line"
+            first = dataclasses.replace(first, notes=first.notes + (note,))
         out.append(first)
     return out
 
