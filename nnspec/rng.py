@@ -20,7 +20,7 @@ What is keyed by what (the convention the backends share):
     init      name = parameter name ("conv1.weight"), step 0
     dropout   name = layer name, step = global training step: one mask per layer and step
     shuffle   name = data split ("train"), step = epoch: the order of the samples
-    augment   name = data split, step = epoch; draw one batch of parameters per epoch
+    augment   name = data split, step = global training step: one batch's parameters per step
     split     name = data set, step 0: which samples go to validation
 
 Because a stream depends on its own key only, adding a layer elsewhere does not change a
