@@ -22,10 +22,9 @@ in that backend's table).
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from typing import Callable, ClassVar
-
-import numpy as np
 
 from .base import Arg, Example, Op, Tensor, register
 
@@ -35,26 +34,33 @@ from .base import Arg, Example, Op, Tensor, register
 class ArrayOps:
     """The array functions activation formulas may use, over NumPy. A framework's namespace
     provides the same names (see `torch_xp`). Python scalars mixed with arrays keep the array's
-    dtype (NumPy ≥ 2 weak scalars; NumPy 1.x value-based casting)."""
+    dtype (NumPy ≥ 2 weak scalars; NumPy 1.x value-based casting).
 
-    exp = staticmethod(np.exp)
-    expm1 = staticmethod(np.expm1)
-    log1p = staticmethod(np.log1p)
-    tanh = staticmethod(np.tanh)
-    abs = staticmethod(np.abs)
-    where = staticmethod(np.where)
-    clip = staticmethod(np.clip)
+    NumPy is imported on first use: `import nnspec` and `nnspec table` do not pay for it."""
+
+    _NAMES = ("exp", "expm1", "log1p", "tanh", "abs", "where", "clip")
+
+    def __getattr__(self, name):
+        if name not in self._NAMES:
+            raise AttributeError(name)
+        import numpy as np
+        fn = getattr(np, name)
+        setattr(self, name, fn)  # looked up once
+        return fn
 
     @staticmethod
     def erf(x):
         # NumPy has no erf; math.erf per element is exact but slow (only GELU uses it).
+        import numpy as np
         x = np.asarray(x)
         return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype if x.dtype.kind == "f" else float)
 
     @staticmethod
     def as_float(cond, like):
         """A boolean array as 0/1 values of `like`'s dtype."""
-        return np.asarray(cond).astype(np.asarray(like).dtype if np.asarray(like).dtype.kind == "f" else float)
+        import numpy as np
+        kind = np.asarray(like).dtype
+        return np.asarray(cond).astype(kind if kind.kind == "f" else float)
 
 
 NUMPY = ArrayOps()
@@ -126,7 +132,7 @@ def _between(x, lo, hi, xp):
     return xp.as_float((x > lo) & (x < hi), x)
 
 
-_SIXTH = float(np.float32(1 / 6))
+_SIXTH = struct.unpack("f", struct.pack("f", 1 / 6))[0]  # float32(1/6), as a Python float
 _RECT = frozenset({"elementwise", "relu_like"})
 _SAT = frozenset({"elementwise", "saturating"})
 
