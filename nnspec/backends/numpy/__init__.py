@@ -1,0 +1,93 @@
+"""The NumPy backend: a readable reference implementation of every op it supports.
+
+`NUMPY_OPS` maps an op of the registry (`nnspec.ops.OPS`) to its (forward, backward) pair of
+`layers` (cs231n style; the activation rows run generically from the registry's table, f and
+f′, never a second copy of a formula). `UNSUPPORTED` names the ops this backend cannot run
+and why; a layer may also raise `Unsupported` for arguments it lacks (3-D convolution). Both
+are reported when the model is built, as NN040 with the spec location, never mid-training.
+
+`compile_numpy(spec)` (what `nnspec.compile(spec, backend="numpy")` calls) returns a
+`NumpyModel` (see `model`).
+
+>>> import nnspec, numpy as np
+>>> m = nnspec.compile(nnspec.loads("input 3x8x8\\nconv(4, 3, pad=1) relu\\nflatten\\nlinear(10)"),
+...                    backend="numpy")
+>>> m.forward(np.zeros((2, 3, 8, 8), np.float32)).shape, sum(p.size for p in m.parameters().values())
+((2, 10), 2682)
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from ...ops import ACTIVATIONS
+from . import layers as L
+from .layers import Context, Unsupported
+
+Pair = tuple[Callable, Callable]
+
+NUMPY_OPS: dict[str, Pair] = {
+    "linear": (L.linear_forward, L.linear_backward),
+    "conv": (L.conv_forward, L.conv_backward),
+    "maxpool": (L.maxpool_forward, L.maxpool_backward),
+    "avgpool": (L.avgpool_forward, L.avgpool_backward),
+    "adaptive_avgpool": (L.adaptive_avgpool_forward, L.adaptive_avgpool_backward),
+    "global_avgpool": (L.global_avgpool_forward, L.global_avgpool_backward),
+    "flatten": (L.flatten_forward, L.flatten_backward),
+    "identity": (L.identity_forward, L.identity_backward),
+    "batchnorm": (L.batchnorm_forward, L.batchnorm_backward),
+    "dropout": (L.dropout_forward, L.dropout_backward),
+    "prelu": (L.prelu_forward, L.prelu_backward),
+    "softmax": (L.softmax_forward, L.softmax_backward),
+    "log_softmax": (L.log_softmax_forward, L.log_softmax_backward),
+    "add": (L.add_forward, L.add_backward),
+    "concat": (L.concat_forward, L.concat_backward),
+    "mul": (L.mul_forward, L.mul_backward),
+}
+
+# op -> why this backend cannot run it. An op added to the registry must be added to
+# NUMPY_OPS, be an activation row, or be listed here (tests/test_registry.py checks).
+UNSUPPORTED: dict[str, str] = {
+    "rrelu": "training draws a random slope per element, and no random stream "
+             "(nnspec.rng.PURPOSES) is defined for it yet",
+    "lrn": "local response normalisation is not implemented in NumPy yet",
+    "maxout": "maxout is not implemented in NumPy yet",
+    "conv_transpose": "transposed convolution is not implemented in NumPy yet",
+    "upsample": "up-sampling is not implemented in NumPy yet",
+    "layernorm": "layer normalisation is not implemented in NumPy yet",
+    "groupnorm": "group normalisation is not implemented in NumPy yet",
+    "instancenorm": "instance normalisation is not implemented in NumPy yet",
+    "stochastic_depth": "stochastic depth is not implemented in NumPy yet",
+}
+
+# Activations with more than a formula (a learned slope, a normalisation over channels):
+# their own pair in NUMPY_OPS, never the generic row.
+_NOT_ROWS = frozenset({"prelu", "softmax", "log_softmax"})
+
+
+def pair_for(op: str) -> Pair | None:
+    """The op's (forward, backward): the table's, else the generic pair of an activation row."""
+    if op in UNSUPPORTED:
+        return None
+    found = NUMPY_OPS.get(op)
+    if found is None and op in ACTIVATIONS and op not in _NOT_ROWS:
+        return functools.partial(L.activation_forward, op=op), L.activation_backward
+    return found
+
+
+def implemented(op: str) -> bool:
+    """Whether this backend can run an op (its arguments may still be refused). The input is
+    the argument of `forward`, not a layer: it counts as implemented."""
+    return op == "input" or pair_for(op) is not None
+
+
+def compile_numpy(spec, dtype="float32", seed: int | None = None, **network_args):
+    """A NumpyModel from a spec (a Spec or a path); see `model.NumpyModel`."""
+    from .model import NumpyModel
+    from ..torch import as_spec  # no torch import: as_spec only reads the spec
+    return NumpyModel(as_spec(spec, network_args).graph, dtype=dtype, seed=seed)
+
+
+__all__ = ["Context", "NUMPY_OPS", "UNSUPPORTED", "Unsupported", "compile_numpy", "implemented",
+           "pair_for"]
