@@ -84,6 +84,7 @@ class NumpyModel:
             self._local[step.output] = {k[len(prefix):]: v for k, v in self._state.items()
                                         if k.startswith(prefix) and "." not in k[len(prefix):]}
         self.training = True
+        self.always_eval: set[str] = set()  # layer names run in evaluation mode (frozen norms)
         self.step = 0          # the global training step: keys the dropout streams
         self.grads: dict[str, np.ndarray] = {}
         self._caches: dict[int, object] = {}
@@ -109,7 +110,8 @@ class NumpyModel:
             ins = [values[i] for i in step.inputs]
             arg = tuple(ins) if nd.opdef.n_inputs == 0 else ins[0]
             ctx = Context(nd.name, self.seed, self.step)
-            out, self._caches[step.output] = forward(arg, self._local[step.output], nd.attrs, mode, ctx)
+            m = "eval" if nd.name in self.always_eval else mode
+            out, self._caches[step.output] = forward(arg, self._local[step.output], nd.attrs, m, ctx)
             values[step.output] = out
             for v in step.frees:
                 if v != self.graph.output:
