@@ -144,6 +144,12 @@ LAYERS = [
     "input 3x4x4\nprelu",
     "input 5x3x3\nsoftmax",
     "input 3x5\nbatchnorm(momentum=0.3, affine=false)",
+    "input 6x4x4\nlayernorm",
+    "input 6\nlayernorm(eps=0.1)",
+    "input 6x4x4\ngroupnorm(3, affine=false)",
+    "input 6x5\ngroupnorm(2)",
+    "input 4x6\ninstancenorm",
+    "input 4x6\ninstancenorm(momentum=0.2, track_running_stats=true)",
 ]
 
 
@@ -186,12 +192,27 @@ def test_dropout_masks_come_from_the_named_stream_and_scale_survivors():
     assert np.array_equal(m.forward(x), x)
 
 
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_stochastic_depth_masks_come_from_the_named_stream(mode):
+    spec = nnspec.loads(f"input 3x2x2\nsd: stochastic_depth(0.5, mode=\"{mode}\")\n")
+    m = nnspec.compile(spec, backend="numpy", dtype="float64", seed=2)
+    x = np.random.default_rng(0).standard_normal((16, 3, 2, 2))
+    m.step = 5
+    out = m.forward(x)
+    shape = (16, 1, 1, 1) if mode == "row" else (1, 1, 1, 1)
+    keep = rng.keep_mask(rng.stream(2, "dropout", "sd", 5), shape, 0.5)
+    np.testing.assert_allclose(out, np.where(keep, x / 0.5, 0.0), rtol=1e-15)
+    np.testing.assert_allclose(m.backward(np.ones_like(out)), np.broadcast_to(np.where(keep, 2.0, 0.0), x.shape))
+    m.eval()
+    assert np.array_equal(m.forward(x), x)
+
+
 def test_an_op_the_backend_cannot_run_is_NN040_at_build_with_its_line():
-    spec = nnspec.loads("input 4x8x8\nconv(4, 3)\nln: layernorm\nflatten\n")
+    spec = nnspec.loads("input 4x8x8\nconv(4, 3)\nup: upsample(2)\nflatten\n")
     with pytest.raises(SpecError) as e:
         nnspec.compile(spec, backend="numpy")
     (d,) = e.value.diagnostics
-    assert d.code == "NN040" and d.span.line == 3 and "layernorm" in d.message
+    assert d.code == "NN040" and d.span.line == 3 and "upsample" in d.message
     with pytest.raises(SpecError) as e:   # arguments it lacks: 3-D convolution
         nnspec.compile(nnspec.loads("input 2x4x4x4\nconv(3, 3)\n"), backend="numpy")
     assert e.value.diagnostics[0].code == "NN040"

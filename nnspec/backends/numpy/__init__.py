@@ -44,6 +44,11 @@ NUMPY_OPS: dict[str, Pair] = {
     "add": (L.add_forward, L.add_backward),
     "concat": (L.concat_forward, L.concat_backward),
     "mul": (L.mul_forward, L.mul_backward),
+    "layernorm": (L.layernorm_forward, L.layernorm_backward),
+    "groupnorm": (L.groupnorm_forward, L.groupnorm_backward),
+    "instancenorm": (L.instancenorm_forward, L.instancenorm_backward),
+    "stochastic_depth": (L.stochastic_depth_forward, L.stochastic_depth_backward),
+    "maxout": (L.maxout_forward, L.maxout_backward),
 }
 
 # op -> why this backend cannot run it. An op added to the registry must be added to
@@ -52,13 +57,8 @@ UNSUPPORTED: dict[str, str] = {
     "rrelu": "training draws a random slope per element, and no random stream "
              "(nnspec.rng.PURPOSES) is defined for it yet",
     "lrn": "local response normalisation is not implemented in NumPy yet",
-    "maxout": "maxout is not implemented in NumPy yet",
     "conv_transpose": "transposed convolution is not implemented in NumPy yet",
     "upsample": "up-sampling is not implemented in NumPy yet",
-    "layernorm": "layer normalisation is not implemented in NumPy yet",
-    "groupnorm": "group normalisation is not implemented in NumPy yet",
-    "instancenorm": "instance normalisation is not implemented in NumPy yet",
-    "stochastic_depth": "stochastic depth is not implemented in NumPy yet",
 }
 
 # Activations with more than a formula (a learned slope, a normalisation over channels):

@@ -437,3 +437,141 @@ def mul_backward(dout, cache):
                 others = others * y
         dxs.append(_reduce_to(others, x.shape).reshape(x.shape))
     return tuple(dxs), {}
+
+
+# ---- normalisation by statistics of each sample -------------------------------------------------
+
+def _normalize(x, axes, eps):
+    """(x − mean)/√(var + eps) over `axes` (biased variance); inv keeps the reduced axes."""
+    mean = x.mean(axis=axes, keepdims=True)
+    xc = x - mean
+    inv = 1.0 / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + eps)
+    return xc * inv, inv
+
+
+def _normalize_backward(dxhat, xhat, inv, axes):
+    """The gradient through `_normalize`: inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) over `axes`."""
+    return inv * (dxhat - dxhat.mean(axis=axes, keepdims=True)
+                  - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True))
+
+
+def _affine(xhat, params, shape):
+    if "weight" not in params:
+        return xhat
+    return xhat * params["weight"].reshape(shape) + params["bias"].reshape(shape)
+
+
+def _affine_backward(dout, xhat, params, shape, param_axes):
+    """(dx̂, grads) for out = x̂·γ + β, γ and β reshaped to `shape`, summed over `param_axes`."""
+    if "weight" not in params:
+        return dout, {}
+    p_shape = params["weight"].shape
+    grads = {"weight": (dout * xhat).sum(axis=param_axes).reshape(p_shape),
+             "bias": dout.sum(axis=param_axes).reshape(p_shape)}
+    return dout * params["weight"].reshape(shape), grads
+
+
+def _channel_shape(x):
+    return (1, -1) + (1,) * (x.ndim - 2)
+
+
+def layernorm_forward(x, params, attrs, mode, ctx):
+    """over="sample": each sample over all its values, γ/β of the sample's shape;
+    over="channels" (or a vector): the C values at each position, γ/β of C values."""
+    if attrs["over"] == "sample" or x.ndim == 2:
+        axes, shape, p_axes = tuple(range(1, x.ndim)), (1,) + x.shape[1:], (0,)
+    else:
+        axes, shape = (1,), _channel_shape(x)
+        p_axes = (0,) + tuple(range(2, x.ndim))
+    xhat, inv = _normalize(x, axes, attrs["eps"])
+    return _affine(xhat, params, shape), (xhat, inv, axes, shape, p_axes, params)
+
+
+def layernorm_backward(dout, cache):
+    xhat, inv, axes, shape, p_axes, params = cache
+    dxhat, grads = _affine_backward(dout, xhat, params, shape, p_axes)
+    return _normalize_backward(dxhat, xhat, inv, axes), grads
+
+
+def groupnorm_forward(x, params, attrs, mode, ctx):
+    """Each sample's channels in G groups, each over its C/G·H·W values; γ/β per channel."""
+    n, g = x.shape[0], attrs["groups"]
+    xhat, inv = _normalize(x.reshape(n, g, -1), (2,), attrs["eps"])
+    xhat = xhat.reshape(x.shape)
+    shape = _channel_shape(x)
+    p_axes = (0,) + tuple(range(2, x.ndim))
+    return _affine(xhat, params, shape), (xhat, inv, g, shape, p_axes, params)
+
+
+def groupnorm_backward(dout, cache):
+    xhat, inv, g, shape, p_axes, params = cache
+    dxhat, grads = _affine_backward(dout, xhat, params, shape, p_axes)
+    n = dout.shape[0]
+    dx = _normalize_backward(dxhat.reshape(n, g, -1), xhat.reshape(n, g, -1), inv, (2,))
+    return dx.reshape(dout.shape), grads
+
+
+def instancenorm_forward(x, params, attrs, mode, ctx):
+    """Each channel of each sample over its positions. With track_running_stats: in training
+    the running mean and the unbiased variance (averaged over the batch) are blended in with
+    `momentum`, and evaluation uses them (PyTorch's InstanceNorm)."""
+    axes = tuple(range(2, x.ndim))
+    shape = _channel_shape(x)
+    p_axes = (0,) + axes
+    eps = attrs["eps"]
+    tracked = attrs["track_running_stats"]
+    if tracked and mode != "train":
+        inv = (1.0 / np.sqrt(params["running_var"] + eps)).reshape(shape)
+        xhat = (x - params["running_mean"].reshape(shape)) * inv
+        return _affine(xhat, params, shape), (xhat, inv, None, shape, p_axes, params)
+    xhat, inv = _normalize(x, axes, eps)
+    if tracked and mode == "train":
+        m = int(np.prod(x.shape[2:]))
+        mean = x.mean(axis=axes).mean(axis=0)
+        var = x.var(axis=axes).mean(axis=0) * (m / max(m - 1, 1))
+        mom = attrs["momentum"]
+        for key, v in (("running_mean", mean), ("running_var", var)):
+            params[key] *= 1 - mom
+            params[key] += mom * v
+        # (PyTorch's instance norm leaves num_batches_tracked at 0)
+    return _affine(xhat, params, shape), (xhat, inv, axes, shape, p_axes, params)
+
+
+def instancenorm_backward(dout, cache):
+    xhat, inv, axes, shape, p_axes, params = cache
+    dxhat, grads = _affine_backward(dout, xhat, params, shape, p_axes)
+    if axes is None:  # running statistics are constants
+        return dxhat * inv, grads
+    return _normalize_backward(dxhat, xhat, inv, axes), grads
+
+
+# ---- stochastic depth, maxout -------------------------------------------------------------------
+
+def stochastic_depth_forward(x, params, attrs, mode, ctx):
+    """In training, zero the whole input per sample ("row") or for the batch ("batch") with
+    probability p, survivors ·1/(1−p). The mask is drawn from the stream ("dropout", layer
+    name, step): the dropout convention, one mask per layer and step."""
+    p = attrs["p"]
+    if mode != "train" or p == 0.0:
+        return x, None
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1) if attrs["mode"] == "row" else (1,) * x.ndim
+    keep = rng.keep_mask(rng.stream(ctx.seed, "dropout", ctx.name, ctx.step), shape, p)
+    scale = keep.astype(x.dtype) * (0.0 if p == 1.0 else 1.0 / (1.0 - p))
+    return x * scale, scale
+
+
+stochastic_depth_backward = dropout_backward
+
+
+def maxout_forward(x, params, attrs, mode, ctx):
+    """x (N, F) -> (N, units): the max over `pieces` linear maps; weight rows u·pieces ..
+    u·pieces + pieces − 1 are the pieces of unit u."""
+    z = (x @ params["weight"].T + params["bias"]).reshape(x.shape[0], attrs["units"], attrs["pieces"])
+    arg = z.argmax(axis=-1)
+    return np.take_along_axis(z, arg[..., None], axis=-1)[..., 0], (x, params["weight"], arg, attrs["pieces"])
+
+
+def maxout_backward(dout, cache):
+    x, w, arg, pieces = cache
+    dz = ((arg[..., None] == np.arange(pieces)) * dout[..., None]).reshape(x.shape[0], -1)
+    return dz @ w, {"weight": dz.T @ x, "bias": dz.sum(axis=0)}
