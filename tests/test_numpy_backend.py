@@ -150,6 +150,14 @@ LAYERS = [
     "input 6x5\ngroupnorm(2)",
     "input 4x6\ninstancenorm",
     "input 4x6\ninstancenorm(momentum=0.2, track_running_stats=true)",
+    "input 4x5x6\nconv_transpose(6, (3, 2), stride=(2, 3), pad=(1, 0), output_pad=(1, 2), groups=2)",
+    "input 4x5x5\nconv_transpose(4, 3, dilation=2, output_pad=1, bias=false)",
+    "input 4x5\nconv_transpose(3, 4, stride=2)",
+    "input 3x4x5\nupsample((2, 3))",
+    "input 3x4x5\nupsample((3, 2), mode=\"bilinear\")",
+    "input 3x5\nupsample(3, mode=\"bilinear\")",
+    "input 7x3x3\nlrn(4, alpha=0.5, beta=0.6, k=2.0)",
+    "input 5x4\nlrn(3)",
 ]
 
 
@@ -208,11 +216,11 @@ def test_stochastic_depth_masks_come_from_the_named_stream(mode):
 
 
 def test_an_op_the_backend_cannot_run_is_NN040_at_build_with_its_line():
-    spec = nnspec.loads("input 4x8x8\nconv(4, 3)\nup: upsample(2)\nflatten\n")
+    spec = nnspec.loads("input 4x8x8\nconv(4, 3)\nr: rrelu\nflatten\n")
     with pytest.raises(SpecError) as e:
         nnspec.compile(spec, backend="numpy")
     (d,) = e.value.diagnostics
-    assert d.code == "NN040" and d.span.line == 3 and "upsample" in d.message
+    assert d.code == "NN040" and d.span.line == 3 and "rrelu" in d.message
     with pytest.raises(SpecError) as e:   # arguments it lacks: 3-D convolution
         nnspec.compile(nnspec.loads("input 2x4x4x4\nconv(3, 3)\n"), backend="numpy")
     assert e.value.diagnostics[0].code == "NN040"

@@ -49,6 +49,9 @@ NUMPY_OPS: dict[str, Pair] = {
     "instancenorm": (L.instancenorm_forward, L.instancenorm_backward),
     "stochastic_depth": (L.stochastic_depth_forward, L.stochastic_depth_backward),
     "maxout": (L.maxout_forward, L.maxout_backward),
+    "conv_transpose": (L.conv_transpose_forward, L.conv_transpose_backward),
+    "upsample": (L.upsample_forward, L.upsample_backward),
+    "lrn": (L.lrn_forward, L.lrn_backward),
 }
 
 # op -> why this backend cannot run it. An op added to the registry must be added to
@@ -56,9 +59,6 @@ NUMPY_OPS: dict[str, Pair] = {
 UNSUPPORTED: dict[str, str] = {
     "rrelu": "training draws a random slope per element, and no random stream "
              "(nnspec.rng.PURPOSES) is defined for it yet",
-    "lrn": "local response normalisation is not implemented in NumPy yet",
-    "conv_transpose": "transposed convolution is not implemented in NumPy yet",
-    "upsample": "up-sampling is not implemented in NumPy yet",
 }
 
 # Activations with more than a formula (a learned slope, a normalisation over channels):

@@ -575,3 +575,116 @@ def maxout_backward(dout, cache):
     x, w, arg, pieces = cache
     dz = ((arg[..., None] == np.arange(pieces)) * dout[..., None]).reshape(x.shape[0], -1)
     return dz @ w, {"weight": dz.T @ x, "bias": dz.sum(axis=0)}
+
+
+# ---- up-sampling: transposed convolution, interpolation ------------------------------------------
+
+def conv_transpose_forward(x, params, attrs, mode, ctx):
+    """x (N, C_in, H, W), weight (C_in, C_out/G, KH, KW) -> (N, C_out, OH, OW) with
+    O = (N − 1)·S − 2P + D·(K − 1) + output_pad + 1: the adjoint of convolution, one batched
+    matmul to the windows' values, then `_col2im` onto the output, cropped by P."""
+    x4 = _as_2d(x)
+    k, s, p, d = _geometry2d(x.shape, attrs, pool=False)
+    op = attrs["output_pad"]
+    op = op if isinstance(op, tuple) else (op,) * (x.ndim - 2)
+    op = (0,) + op if x.ndim == 3 else op
+    n, c, h, w = x4.shape
+    g = attrs["groups"]
+    weight = params["weight"]
+    co = weight.shape[1] * g
+    oh, ow = ((size - 1) * si - 2 * pi + di * (ki - 1) + opi + 1
+              for size, si, pi, di, ki, opi in zip((h, w), s, p, d, k, op))
+    xm = x4.reshape(n, g, c // g, h, w).transpose(1, 0, 3, 4, 2).reshape(g, n * h * w, c // g)
+    wm = weight.reshape(g, c // g, -1)                           # (G, C_in/G, C_out/G·KH·KW)
+    cols = (xm @ wm).reshape(g, n, h, w, co // g, k[0], k[1])
+    cols = cols.transpose(1, 0, 4, 2, 3, 5, 6).reshape(n, co, h, w, k[0], k[1])
+    full_shape = (n, co, oh + 2 * p[0], ow + 2 * p[1])
+    out = _col2im(cols, full_shape, k, s, d, (h, w))[:, :, p[0]:p[0] + oh, p[1]:p[1] + ow]
+    if attrs["bias"]:
+        out = out + params["bias"][:, None, None]
+    if x.ndim == 3:
+        out = out[:, :, 0, :]
+    return out, (x.shape, xm, wm, weight.shape, full_shape, (k, s, p, d), g, attrs["bias"])
+
+
+def conv_transpose_backward(dout, cache):
+    x_shape, xm, wm, w_shape, full_shape, (k, s, p, d), g, bias = cache
+    d4 = _as_2d(dout)
+    n, co, oh, ow = d4.shape
+    h, w = (x_shape[2], x_shape[3]) if len(x_shape) == 4 else (1, x_shape[2])
+    c = x_shape[1]
+    dfull = np.zeros(full_shape, dout.dtype)
+    dfull[:, :, p[0]:p[0] + oh, p[1]:p[1] + ow] = d4
+    win = _windows(dfull, k, s, d, (h, w)).reshape(n, g, co // g, h, w, k[0], k[1])
+    dcols = win.transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * h * w, -1)
+    dx = (dcols @ wm.transpose(0, 2, 1)).reshape(g, n, h, w, c // g).transpose(1, 0, 4, 2, 3)
+    grads = {"weight": (xm.transpose(0, 2, 1) @ dcols).reshape(w_shape)}
+    if bias:
+        grads["bias"] = d4.sum(axis=(0, 2, 3))
+    return dx.reshape(x_shape), grads
+
+
+def _linear_matrix(n_in: int, scale: int, dtype):
+    """(n_in·scale, n_in): linear interpolation with align_corners=False (PyTorch): output i
+    reads input (i + 0.5)/scale − 0.5, clamped at 0, between its two neighbours."""
+    n_out = n_in * scale
+    src = np.maximum((np.arange(n_out) + 0.5) / scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = src - i0
+    m = np.zeros((n_out, n_in), dtype)
+    rows = np.arange(n_out)
+    m[rows, i0] += 1 - lam
+    m[rows, i1] += lam   # i0 == i1 at the last input: the weights add up to 1 there
+    return m
+
+
+def _nearest_matrix(n_in: int, scale: int, dtype):
+    """(n_in·scale, n_in): output i copies input floor(i / scale)."""
+    m = np.zeros((n_in * scale, n_in), dtype)
+    m[np.arange(n_in * scale), np.arange(n_in * scale) // scale] = 1
+    return m
+
+
+def upsample_forward(x, params, attrs, mode, ctx):
+    """x (N, C, H, W) -> (N, C, H·s_h, W·s_w), nearest or (bi)linear, one interpolation
+    matrix per axis (PyTorch's nn.Upsample, align_corners=False)."""
+    x4 = _as_2d(x)
+    scale = attrs["scale"]
+    scale = scale if isinstance(scale, tuple) else (scale,) * (x.ndim - 2)
+    scale = (1,) + scale if x.ndim == 3 else scale
+    make = _nearest_matrix if attrs["mode"] == "nearest" else _linear_matrix
+    mh = make(x4.shape[2], scale[0], x.dtype)
+    mw = make(x4.shape[3], scale[1], x.dtype)
+    out = np.einsum("ph,nchw,qw->ncpq", mh, x4, mw, optimize=True)
+    if x.ndim == 3:
+        out = out[:, :, 0, :]
+    return out, (x.shape, mh, mw)
+
+
+upsample_backward = adaptive_avgpool_backward
+
+
+# ---- local response normalisation ----------------------------------------------------------------
+
+def _channel_windows(v, before: int, after: int):
+    """Σ of v over channels c − before .. c + after (zero beyond the ends), for every c."""
+    pad = [(0, 0)] * v.ndim
+    pad[1] = (before, after)
+    return sliding_window_view(np.pad(v, pad), before + after + 1, axis=1).sum(axis=-1)
+
+
+def lrn_forward(x, params, attrs, mode, ctx):
+    """y = x / (k + α/size · Σ x² over `size` neighbouring channels)^β (PyTorch's
+    LocalResponseNorm: size//2 channels before, (size−1)//2 after)."""
+    size, alpha, beta, kk = attrs["size"], attrs["alpha"], attrs["beta"], attrs["k"]
+    s = kk + alpha / size * _channel_windows(x * x, size // 2, (size - 1) // 2)
+    return x * s ** -beta, (x, s, attrs)
+
+
+def lrn_backward(dout, cache):
+    x, s, a = cache
+    size, alpha, beta = a["size"], a["alpha"], a["beta"]
+    # the adjoint of a window (before, after) is the window (after, before)
+    back = _channel_windows(dout * x * s ** (-beta - 1), (size - 1) // 2, size // 2)
+    return dout * s ** -beta - 2 * beta * alpha / size * x * back, {}

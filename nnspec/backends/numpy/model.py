@@ -39,7 +39,8 @@ def _probe(graph: Graph, node) -> None:
     if pair_for(node.op) is None:
         raise Unsupported("the op is missing from the NumPy backend's table")
     shape = graph.in_shapes(node)[0] if node.inputs else ()
-    if node.op in ("conv", "maxpool", "avgpool", "adaptive_avgpool") and len(shape) not in (2, 3):
+    if (node.op in ("conv", "conv_transpose", "maxpool", "avgpool", "adaptive_avgpool", "upsample")
+            and len(shape) not in (2, 3)):
         raise Unsupported(f"{len(shape) - 1}-D spatial inputs are not implemented (1-D and 2-D are)")
 
 
