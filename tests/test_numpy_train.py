@@ -69,6 +69,47 @@ def test_steps_equal_torch_backend_in_float64(path, extra):
     np.testing.assert_allclose(ours.evaluate(x), theirs.evaluate(x), rtol=1e-5, atol=1e-6)
 
 
+FROZEN_BN = """input 64
+fc1: linear(32)
+bn: batchnorm relu
+fc2: linear(10)
+train {
+  optimizer sgd(lr=0.1, momentum=0.9, nesterov=true)
+  weight_decay 1e-3
+  l1 1e-3
+  clip value=0.05
+  freeze "bn", "fc1"
+}
+"""
+
+
+def test_frozen_layers_and_penalties_step_as_torch_backend():
+    """Frozen layers stay put, a frozen batch norm keeps its running statistics (evaluation
+    mode); L1, decay and value clipping as TorchBackend applies them."""
+    spec = nnspec.loads(FROZEN_BN, "frozen.nn")
+    ours = NumpyBackend(spec, seed=0, precision="fp64")
+    theirs = TorchBackend(spec, seed=0, precision="fp64")
+    ours.load_weights(theirs.weights())
+    assert ours.frozen() == sorted(theirs.frozen())
+    start = ours.weights()
+    for x, y in _batches(nnspec.loads(FROZEN_BN), 4):
+        assert ours.step(x, y, 0.1) == pytest.approx(theirs.step(x, y, 0.1), rel=1e-9)
+    for k, v in theirs.weights().items():
+        np.testing.assert_allclose(ours.weights()[k], v, rtol=1e-9, atol=1e-12, err_msg=k)
+    for k in ("fc1.weight", "bn.weight", "bn.running_mean"):
+        np.testing.assert_array_equal(ours.weights()[k], start[k])
+
+
+def test_an_op_the_numpy_trainer_cannot_run_is_a_clean_NN040(tmp_path, capsys):
+    from nnspec.cli import main
+    path = tmp_path / "rr.nn"
+    path.write_text("input 64\nfc1: linear(32)\nact: rrelu\nfc2: linear(10)\n")
+    assert main(["train", str(path), "--data", "digits", "--backend", "numpy",
+                 "--run", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "NN040" in err and "rr.nn:3:6" in err and "Traceback" not in err
+
+
 def test_state_round_trip_resumes_exactly():
     spec = nnspec.load("specs/cnn_digits.nn")   # batch norm, dropout, adam
     batches = _batches(spec, 5)
