@@ -100,8 +100,10 @@ def test_frozen_layers_and_penalties_step_as_torch_backend():
         np.testing.assert_array_equal(ours.weights()[k], start[k])
 
 
-def test_an_op_the_numpy_trainer_cannot_run_is_a_clean_NN040(tmp_path, capsys):
+def test_an_op_the_numpy_trainer_cannot_run_is_a_clean_NN040(tmp_path, capsys, monkeypatch):
+    from nnspec.backends import numpy as npb
     from nnspec.cli import main
+    monkeypatch.setitem(npb.UNSUPPORTED, "rrelu", "a reason given by the table")
     path = tmp_path / "rr.nn"
     path.write_text("input 64\nfc1: linear(32)\nact: rrelu\nfc2: linear(10)\n")
     assert main(["train", str(path), "--data", "digits", "--backend", "numpy",

@@ -3,7 +3,8 @@
 `NUMPY_OPS` maps an op of the registry (`nnspec.ops.OPS`) to its (forward, backward) pair of
 `layers` (cs231n style; the activation rows run generically from the registry's table, f and
 f′, never a second copy of a formula). `UNSUPPORTED` names the ops this backend cannot run
-and why; a layer may also raise `Unsupported` for arguments it lacks (3-D convolution). Both
+and why (none today); a layer may also raise `Unsupported` for arguments it lacks (3-D
+convolution and pooling). Both
 are reported when the model is built, as NN040 with the spec location, never mid-training.
 
 `compile_numpy(spec)` (what `nnspec.compile(spec, backend="numpy")` calls) returns a
@@ -52,18 +53,16 @@ NUMPY_OPS: dict[str, Pair] = {
     "conv_transpose": (L.conv_transpose_forward, L.conv_transpose_backward),
     "upsample": (L.upsample_forward, L.upsample_backward),
     "lrn": (L.lrn_forward, L.lrn_backward),
+    "rrelu": (L.rrelu_forward, L.rrelu_backward),
 }
 
 # op -> why this backend cannot run it. An op added to the registry must be added to
 # NUMPY_OPS, be an activation row, or be listed here (tests/test_registry.py checks).
-UNSUPPORTED: dict[str, str] = {
-    "rrelu": "training draws a random slope per element, and no random stream "
-             "(nnspec.rng.PURPOSES) is defined for it yet",
-}
+UNSUPPORTED: dict[str, str] = {}
 
-# Activations with more than a formula (a learned slope, a normalisation over channels):
+# Activations with more than a formula (a learned or random slope, a normalisation over channels):
 # their own pair in NUMPY_OPS, never the generic row.
-_NOT_ROWS = frozenset({"prelu", "softmax", "log_softmax"})
+_NOT_ROWS = frozenset({"prelu", "rrelu", "softmax", "log_softmax"})
 
 
 def pair_for(op: str) -> Pair | None:

@@ -688,3 +688,20 @@ def lrn_backward(dout, cache):
     # the adjoint of a window (before, after) is the window (after, before)
     back = _channel_windows(dout * x * s ** (-beta - 1), (size - 1) // 2, size // 2)
     return dout * s ** -beta - 2 * beta * alpha / size * x * back, {}
+
+
+def rrelu_forward(x, params, attrs, mode, ctx):
+    """The rrelu row's f: at evaluation with the mean slope (lower + upper)/2; in training
+    with a slope per element drawn uniformly from [lower, upper) from the stream ("dropout",
+    layer name, step) (the dropout convention: one draw per layer and step). The row takes
+    the slope as lower = upper = slope, so f and f′ stay the table's."""
+    row = ACTIVATIONS["rrelu"]
+    a = attrs
+    if mode == "train":
+        slope = rng.uniform(rng.stream(ctx.seed, "dropout", ctx.name, ctx.step), x.shape,
+                            attrs["lower"], attrs["upper"]).astype(x.dtype)
+        a = {"lower": slope, "upper": slope}
+    return row.f(x, a, NUMPY), (row, x, a)
+
+
+rrelu_backward = activation_backward
