@@ -242,6 +242,20 @@ def test_an_op_the_backend_cannot_run_is_NN040_at_build_with_its_line(monkeypatc
     assert e.value.diagnostics[0].code == "NN040"
 
 
+def test_backward_needs_a_forward_that_kept_its_caches():
+    m = nnspec.compile(nnspec.loads("input 4\nlinear(3) relu\n"), backend="numpy")
+    x = np.ones((2, 4), np.float32)
+    with pytest.raises(RuntimeError):
+        m.backward(np.ones((2, 3), np.float32))
+    out = m.forward(x, grad=False)
+    with pytest.raises(RuntimeError):
+        m.backward(np.ones_like(out))
+    np.testing.assert_array_equal(m.forward(x), out)
+    m.backward(np.ones_like(out))
+    with pytest.raises(RuntimeError):   # once per forward
+        m.backward(np.ones_like(out))
+
+
 def test_same_seed_gives_torch_and_numpy_the_same_initial_weights():
     spec = nnspec.load("specs/cnn_digits.nn")   # seed 0, init he
     m = nnspec.compile(spec, backend="numpy")

@@ -141,3 +141,14 @@ def test_nnspec_train_with_the_numpy_backend_learns(tmp_path):
 def test_the_numpy_backend_refuses_what_it_cannot_run():
     with pytest.raises(RuntimeError, match="CPU only"):
         NumpyBackend(nnspec.load("specs/mlp_digits.nn"), seed=0, device="cuda")
+
+
+def test_the_numpy_backend_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, nnspec\n"
+            "m = nnspec.compile('specs/cnn_digits.nn', backend='numpy')\n"
+            "m.backward(np.ones_like(m.forward(np.zeros((2, 1, 8, 8), np.float32))))\n"
+            f"nnspec.train('specs/mlp_digits.nn', epochs=1, backend='numpy', run={str(tmp_path / 'r')!r})\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -136,7 +136,7 @@ class NumpyBackend:
     def evaluate(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
         """Network outputs in evaluation mode, as float32."""
         self.model.eval()
-        outs = [self.model.forward(x[i:i + batch]).astype(np.float32) for i in range(0, len(x), batch)]
+        outs = [self.model.forward(x[i:i + batch], grad=False).astype(np.float32) for i in range(0, len(x), batch)]
         return np.concatenate(outs) if outs else np.zeros((0,) + self.graph.nodes[-1].shape, np.float32)
 
     def loss_numpy(self, out: np.ndarray, y: np.ndarray) -> float:

@@ -99,8 +99,9 @@ class NumpyModel:
         return self.train(False)
 
     # ---- running
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """x (N, *input shape) -> the network's output (N, *output shape)."""
+    def forward(self, x: np.ndarray, grad: bool = True) -> np.ndarray:
+        """x (N, *input shape) -> the network's output (N, *output shape). With `grad=False`
+        nothing is kept for backward (evaluation without the caches' memory)."""
         x = np.asarray(x, self.dtype)
         mode = "train" if self.training else "eval"
         values = {0: x}
@@ -112,7 +113,9 @@ class NumpyModel:
             arg = tuple(ins) if nd.opdef.n_inputs == 0 else ins[0]
             ctx = Context(nd.name, self.seed, self.step)
             m = "eval" if nd.name in self.always_eval else mode
-            out, self._caches[step.output] = forward(arg, self._local[step.output], nd.attrs, m, ctx)
+            out, cache = forward(arg, self._local[step.output], nd.attrs, m, ctx)
+            if grad:
+                self._caches[step.output] = cache
             values[step.output] = out
             for v in step.frees:
                 if v != self.graph.output:
