@@ -55,18 +55,26 @@ def _torch_run(t, x, dout):
     return out.detach().numpy(), xt.grad.numpy(), grads
 
 
-def _compare(m, t, x, gen, rtol=1e-9, atol=1e-12):
+def _compare(m, t, x, gen, rtol=1e-9, atol=1e-12, of_max=False):
+    """Output, input gradient, every parameter gradient and the state after the step equal
+    torch's. `of_max`: each array's tolerance is also rtol·max|value| (deep networks sum
+    many terms: an element much smaller than the largest loses digits to cancellation)."""
+    def close(a, b, msg=""):
+        b = np.asarray(b)
+        tol = max(atol, rtol * float(np.abs(b).max(initial=0))) if of_max else atol
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=tol, err_msg=msg)
+
     out = m.forward(x)
     dout = gen.standard_normal(out.shape)
     dx = m.backward(dout)
     t_out, t_dx, t_grads = _torch_run(t, x, dout)
-    np.testing.assert_allclose(out, t_out, rtol=rtol, atol=atol)
-    np.testing.assert_allclose(dx, t_dx, rtol=rtol, atol=atol)
+    close(out, t_out)
+    close(dx, t_dx)
     assert set(m.grads) == set(t_grads)
     for k in t_grads:
-        np.testing.assert_allclose(m.grads[k], t_grads[k], rtol=rtol, atol=atol, err_msg=k)
+        close(m.grads[k], t_grads[k], k)
     for k, v in t.state_dict().items():  # running statistics after the step
-        np.testing.assert_allclose(m.state_dict()[k], v.numpy(), rtol=rtol, atol=atol, err_msg=k)
+        close(m.state_dict()[k], v.numpy(), k)
 
 
 @pytest.mark.parametrize("op, mode", CASES)
@@ -304,3 +312,21 @@ def test_the_backends_docstring_examples_run():
     from nnspec.backends.numpy import layers, model
     for module in (npb, layers, model):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("path, args, mode, batch", [
+    ("specs/unet_small.nn", {}, "train", 2),      # concat, upsampling, batch norm
+    pytest.param("specs/resnet18.nn", {"classes": 10}, "train", 2, marks=pytest.mark.slow),
+    pytest.param("specs/googlenet.nn", {"classes": 10}, "eval", 1, marks=pytest.mark.slow),
+    pytest.param("specs/efficientnet_b0.nn", {"classes": 10}, "eval", 1, marks=pytest.mark.slow),
+])
+def test_shipped_networks_equal_torch(path, args, mode, batch):
+    """Residual adds, concatenation, depthwise convolution, squeeze-and-excitation (mul),
+    stochastic depth and dropout (identities at evaluation)."""
+    spec = nnspec.load(path, **args)
+    m, t = _pair(spec)
+    m.train(mode == "train")
+    t.train(mode == "train")
+    gen = np.random.default_rng(8)
+    _compare(m, t, gen.standard_normal((batch,) + spec.graph.input.shape), gen, of_max=True)
+
