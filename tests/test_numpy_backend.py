@@ -309,8 +309,8 @@ def test_whole_networks_equal_torch(path, mode):
 def test_the_backends_docstring_examples_run():
     import doctest
 
-    from nnspec.backends.numpy import layers, model
-    for module in (npb, layers, model):
+    from nnspec.backends.numpy import layers, model, norms, windows
+    for module in (npb, layers, model, norms, windows):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 

@@ -1,7 +1,7 @@
 """The NumPy backend: a readable reference implementation of every op it supports.
 
 `NUMPY_OPS` maps an op of the registry (`nnspec.ops.OPS`) to its (forward, backward) pair of
-`layers` (cs231n style; the activation rows run generically from the registry's table, f and
+`layers`, `windows` or `norms` (cs231n style; the activation rows run generically from the registry's table, f and
 f′, never a second copy of a formula). `UNSUPPORTED` names the ops this backend cannot run
 and why (none today); a layer may also raise `Unsupported` for arguments it lacks (3-D
 convolution and pooling). Both
@@ -24,20 +24,22 @@ from typing import Callable
 
 from ...ops import ACTIVATIONS
 from . import layers as L
+from . import norms as N
+from . import windows as W
 from .layers import Context, Unsupported
 
 Pair = tuple[Callable, Callable]
 
 NUMPY_OPS: dict[str, Pair] = {
     "linear": (L.linear_forward, L.linear_backward),
-    "conv": (L.conv_forward, L.conv_backward),
-    "maxpool": (L.maxpool_forward, L.maxpool_backward),
-    "avgpool": (L.avgpool_forward, L.avgpool_backward),
-    "adaptive_avgpool": (L.adaptive_avgpool_forward, L.adaptive_avgpool_backward),
-    "global_avgpool": (L.global_avgpool_forward, L.global_avgpool_backward),
+    "conv": (W.conv_forward, W.conv_backward),
+    "maxpool": (W.maxpool_forward, W.maxpool_backward),
+    "avgpool": (W.avgpool_forward, W.avgpool_backward),
+    "adaptive_avgpool": (W.adaptive_avgpool_forward, W.adaptive_avgpool_backward),
+    "global_avgpool": (W.global_avgpool_forward, W.global_avgpool_backward),
     "flatten": (L.flatten_forward, L.flatten_backward),
     "identity": (L.identity_forward, L.identity_backward),
-    "batchnorm": (L.batchnorm_forward, L.batchnorm_backward),
+    "batchnorm": (N.batchnorm_forward, N.batchnorm_backward),
     "dropout": (L.dropout_forward, L.dropout_backward),
     "prelu": (L.prelu_forward, L.prelu_backward),
     "softmax": (L.softmax_forward, L.softmax_backward),
@@ -45,14 +47,14 @@ NUMPY_OPS: dict[str, Pair] = {
     "add": (L.add_forward, L.add_backward),
     "concat": (L.concat_forward, L.concat_backward),
     "mul": (L.mul_forward, L.mul_backward),
-    "layernorm": (L.layernorm_forward, L.layernorm_backward),
-    "groupnorm": (L.groupnorm_forward, L.groupnorm_backward),
-    "instancenorm": (L.instancenorm_forward, L.instancenorm_backward),
+    "layernorm": (N.layernorm_forward, N.layernorm_backward),
+    "groupnorm": (N.groupnorm_forward, N.groupnorm_backward),
+    "instancenorm": (N.instancenorm_forward, N.instancenorm_backward),
     "stochastic_depth": (L.stochastic_depth_forward, L.stochastic_depth_backward),
     "maxout": (L.maxout_forward, L.maxout_backward),
-    "conv_transpose": (L.conv_transpose_forward, L.conv_transpose_backward),
-    "upsample": (L.upsample_forward, L.upsample_backward),
-    "lrn": (L.lrn_forward, L.lrn_backward),
+    "conv_transpose": (W.conv_transpose_forward, W.conv_transpose_backward),
+    "upsample": (W.upsample_forward, W.upsample_backward),
+    "lrn": (N.lrn_forward, N.lrn_backward),
     "rrelu": (L.rrelu_forward, L.rrelu_backward),
 }
 
