@@ -152,3 +152,42 @@ def test_the_numpy_backend_never_imports_torch(tmp_path):
             f"nnspec.train('specs/mlp_digits.nn', epochs=1, backend='numpy', run={str(tmp_path / 'r')!r})\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+TINY = """input 64
+fc1: linear(24) relu
+drop: dropout(0.2)
+fc2: linear(10)
+train {{
+  data digits
+  {optimizer}
+  schedule {schedule}
+  batch 100
+  epochs 3
+  seed 3
+  clip norm=1.0
+  l1 1e-5
+  l2 1e-4
+  weight_decay 1e-4
+  augment noise(std=0.05)
+}}
+"""
+
+
+@pytest.mark.parametrize("optimizer, schedule", [
+    ("optimizer sgd(lr=0.1, momentum=0.9, nesterov=true)", "step(every=1, gamma=0.5)"),
+    ("optimizer adam(lr=0.01)", "warmup(epochs=1), cosine"),
+])
+def test_numpy_training_resumes_mid_epoch_bitwise_exactly(tmp_path, optimizer, schedule):
+    def spec():
+        return nnspec.loads(TINY.format(optimizer=optimizer, schedule=schedule), file="tiny.nn")
+
+    whole = nnspec.train(spec(), backend="numpy", run=tmp_path / "a")
+    part = nnspec.train(spec(), backend="numpy", run=tmp_path / "b", max_steps=16)  # mid epoch 2
+    assert part.stopped == "max_steps"
+    rest = nnspec.train(spec(), backend="numpy", run=tmp_path / "b", resume=True)
+    a, b = whole.model.state_dict(), rest.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    assert [h["train_loss"] for h in whole.history] == [h["train_loss"] for h in rest.history]
