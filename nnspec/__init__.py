@@ -16,11 +16,15 @@ __version__ = "0.1.0"
 
 
 def compile(spec, backend: str = "torch", **network_args):
-    """Build a trainable model from a spec (a Spec, or a path to a .nn file)."""
+    """Build a trainable model from a spec (a Spec, or a path to a .nn file): an nn.Module
+    (backend "torch"), or a `NumpyModel` (backend "numpy"; `dtype="float64"`, `seed=` too)."""
     if backend == "torch":
         from .backends.torch import compile_torch
         return compile_torch(spec, **network_args)
-    raise ValueError(f"unknown backend {backend!r}; available: 'torch'")
+    if backend == "numpy":
+        from .backends.numpy import compile_numpy
+        return compile_numpy(spec, **network_args)
+    raise ValueError(f"unknown backend {backend!r}; available: 'torch', 'numpy'")
 
 
 def load_weights(model, source, map=None, strict: bool = False):

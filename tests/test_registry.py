@@ -17,10 +17,12 @@ from nnspec.ops import activations as acts
 
 torch = pytest.importorskip("torch")
 
+from nnspec.backends import numpy as numpy_backend  # noqa: E402
 from nnspec.backends import torch as torch_backend  # noqa: E402
 
 # Every backend's answer to "can you build this op?": a new backend adds one entry.
-BACKENDS = {"torch": (torch_backend.implemented, torch_backend.UNSUPPORTED)}
+BACKENDS = {"torch": (torch_backend.implemented, torch_backend.UNSUPPORTED),
+            "numpy": (numpy_backend.implemented, numpy_backend.UNSUPPORTED)}
 SPEC_OPS = sorted(set(OPS) - {"input"})
 
 

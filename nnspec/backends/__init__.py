@@ -12,6 +12,8 @@
 - `weights`        loading and saving state dicts (.safetensors, .pt/.pth) with a report
 - `onnx_export`    `nnspec export --onnx`
 - `commands`       the `compile`, `export` and `weights` sub-commands
+- `numpy`          the NumPy backend: `NUMPY_OPS` op -> (forward, backward), a model run from
+                   the plan, losses and torch.optim-exact optimizers (no torch import)
 
 Nothing here is imported by `import nnspec` or `nnspec table`; PyTorch is imported by
 `torch_layers` and inside functions only, so `--emit torch` works without it.

@@ -32,7 +32,7 @@ def register(sub) -> None:
                         "--run-dir (torchrun takes --run for its own --run-path)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run DIR")
     t.add_argument("--init-from", metavar="FILE", help="start from these weights (transfer learning)")
-    t.add_argument("--backend", choices=("torch",), default="torch")
+    t.add_argument("--backend", choices=("torch", "numpy"), default="torch")
     t.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     t.add_argument("--precision", choices=("fp32", "fp64", "bf16", "fp16"), default="fp32",
                    help="bf16/fp16: autocast on a GPU; fp64: double precision")

@@ -159,7 +159,14 @@ class Trainer:
                                     precision=self.o.precision, config=self.cfg)
             except RuntimeError as e:
                 raise TrainError(str(e)) from None
-        raise TrainError(f"--backend {self.o.backend}: not available (backends: torch)")
+        if self.o.backend == "numpy":
+            from .numpy_backend import NumpyBackend
+            try:
+                return NumpyBackend(self.spec, seed=self.seed, device=self.o.device,
+                                    precision=self.o.precision, config=self.cfg)
+            except RuntimeError as e:
+                raise TrainError(str(e)) from None
+        raise TrainError(f"--backend {self.o.backend}: not available (backends: torch, numpy)")
 
     @property
     def rank(self) -> int:

@@ -1,0 +1,298 @@
+"""NumPy layers with a sliding window: convolution, pooling, and up-sampling (transposed
+convolution, interpolation); the (forward, backward) convention is `layers`'.
+
+Convolution and pooling unfold the padded input into windows with `sliding_window_view` (a
+view, then one copy into a matrix) and multiply one large matrix per group; their backward
+accumulates the window gradients back over the kernel offsets (KH·KW strided slice
+additions, `_col2im`), never over batch items or pixels. Transposed convolution is the same
+pair of operations the other way round. 1-D inputs (N, C, L) run as 2-D with H = 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ...ops import window_axes
+from ...ops.windows import _window_out
+from .layers import Unsupported
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+def _as_2d(x):
+    """(N, C, L) -> (N, C, 1, L); (N, C, H, W) unchanged."""
+    if x.ndim == 3:
+        return x[:, :, None, :]
+    if x.ndim != 4:
+        raise Unsupported(f"{x.ndim - 2}-D spatial inputs are not implemented (1-D and 2-D are)")
+    return x
+
+
+def _geometry2d(shape, a, pool: bool):
+    """(kernel, stride, pad, dilation) per axis for a (N, C, H, W) view of the input."""
+    k, s, p, d = window_axes(a, len(shape) - 2)
+    if len(shape) == 3:
+        k, s, p, d = (1,) + k, (1,) + s, (0,) + p, (1,) + d
+    return k, s, p, d
+
+
+def _windows(xp, k, s, d, out_hw):
+    """The (N, C, OH, OW, KH, KW) windows of a padded input: a strided view, no copy."""
+    eff = [di * (ki - 1) + 1 for ki, di in zip(k, d)]
+    v = sliding_window_view(xp, eff, axis=(2, 3))
+    v = v[:, :, ::s[0], ::s[1], ::d[0], ::d[1]]
+    return v[:, :, :out_hw[0], :out_hw[1]]
+
+
+def _col2im(dcols, shape_padded, k, s, d, out_hw):
+    """The adjoint of `_windows`: (N, C, OH, OW, KH, KW) -> (N, C, Hp, Wp), summing the
+    contributions of overlapping windows, one strided slice addition per kernel offset."""
+    dx = np.zeros(shape_padded, dcols.dtype)
+    oh, ow = out_hw
+    for i in range(k[0]):
+        hi = i * d[0]
+        for j in range(k[1]):
+            wj = j * d[1]
+            dx[:, :, hi:hi + s[0] * (oh - 1) + 1:s[0], wj:wj + s[1] * (ow - 1) + 1:s[1]] += dcols[..., i, j]
+    return dx
+
+
+# ---- convolution ------------------------------------------------------------------------------
+
+def conv_forward(x, params, attrs, mode, ctx):
+    """x (N, C, H, W) or (N, C, L); weight (O, C/G, KH, KW) -> (N, O, OH, OW): im2col (one copy
+    of the windows into a (G, N·OH·OW, C/G·KH·KW) matrix), then one batched matmul."""
+    x4 = _as_2d(x)
+    k, s, p, d = _geometry2d(x.shape, attrs, pool=False)
+    n, c, h, w = x4.shape
+    g = attrs["groups"]
+    weight = params["weight"]
+    o = weight.shape[0]
+    w4 = weight.reshape(o, c // g, k[0], k[1])
+    oh = _window_out(h, k[0], s[0], p[0], d[0], False)
+    ow = _window_out(w, k[1], s[1], p[1], d[1], False)
+    xp = np.pad(x4, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    win = _windows(xp, k, s, d, (oh, ow))                      # (N, C, OH, OW, KH, KW)
+    win = win.reshape(n, g, c // g, oh, ow, k[0], k[1])
+    cols = win.transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * oh * ow, (c // g) * k[0] * k[1])
+    wm = w4.reshape(g, o // g, -1)                              # (G, O/G, C/G·KH·KW)
+    out = cols @ wm.transpose(0, 2, 1)                          # (G, N·OH·OW, O/G)
+    out = out.reshape(g, n, oh, ow, o // g).transpose(1, 0, 4, 2, 3).reshape(n, o, oh, ow)
+    if attrs["bias"]:
+        out = out + params["bias"][:, None, None]
+    if x.ndim == 3:
+        out = out[:, :, 0, :]
+    return out, (x.shape, xp.shape, cols, wm, weight.shape, (k, s, p, d), g, attrs["bias"])
+
+
+def conv_backward(dout, cache):
+    x_shape, xp_shape, cols, wm, w_shape, (k, s, p, d), g, bias = cache
+    d4 = _as_2d(dout)
+    n, o, oh, ow = d4.shape
+    c = xp_shape[1]
+    dm = d4.reshape(n, g, o // g, oh, ow).transpose(1, 0, 3, 4, 2).reshape(g, n * oh * ow, o // g)
+    grads = {"weight": (dm.transpose(0, 2, 1) @ cols).reshape(w_shape)}
+    if bias:
+        grads["bias"] = d4.sum(axis=(0, 2, 3))
+    dcols = (dm @ wm).reshape(g, n, oh, ow, c // g, k[0], k[1])
+    dcols = dcols.transpose(1, 0, 4, 2, 3, 5, 6).reshape(n, c, oh, ow, k[0], k[1])
+    dxp = _col2im(dcols, xp_shape, k, s, d, (oh, ow))
+    dx = dxp[:, :, p[0]:xp_shape[2] - p[0], p[1]:xp_shape[3] - p[1]]
+    return dx.reshape(x_shape), grads
+
+
+# ---- pooling ----------------------------------------------------------------------------------
+
+def _pool_setup(x, attrs, fill):
+    """The padded input, with the ceil-mode overhang at the end of each axis, and geometry."""
+    x4 = _as_2d(x)
+    k, s, p, d = _geometry2d(x.shape, attrs, pool=True)
+    n, c, h, w = x4.shape
+    ceil = attrs["ceil_mode"]
+    oh = _window_out(h, k[0], s[0], p[0], d[0], ceil)
+    ow = _window_out(w, k[1], s[1], p[1], d[1], ceil)
+    # the last window may hang over the right padding (ceil_mode): pad that far too
+    extra = [max(0, (o - 1) * si + di * (ki - 1) + 1 - (size + 2 * pi))
+             for o, si, di, ki, size, pi in zip((oh, ow), s, d, k, (h, w), p)]
+    xp = np.pad(x4, ((0, 0), (0, 0), (p[0], p[0] + extra[0]), (p[1], p[1] + extra[1])),
+                constant_values=fill)
+    return x4, xp, (k, s, p, d), (oh, ow), extra
+
+
+def maxpool_forward(x, params, attrs, mode, ctx):
+    """x (N, C, H, W) -> (N, C, OH, OW); padding never wins (it is −∞); ties go to the first
+    maximum in scan order, as PyTorch's kernel picks."""
+    x4, xp, (k, s, p, d), (oh, ow), _ = _pool_setup(x, attrs, -np.inf)
+    win = _windows(xp, k, s, d, (oh, ow))
+    flat = win.reshape(win.shape[:4] + (-1,))
+    arg = flat.argmax(axis=-1)
+    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+    if x.ndim == 3:
+        out = out[:, :, 0, :]
+    return out, (x.shape, xp.shape, arg, (k, s, p, d), (oh, ow))
+
+
+def maxpool_backward(dout, cache):
+    x_shape, xp_shape, arg, (k, s, p, d), (oh, ow) = cache
+    d4 = _as_2d(dout)
+    onehot = arg[..., None] == np.arange(k[0] * k[1])
+    dcols = (onehot * d4[..., None]).reshape(d4.shape + (k[0], k[1]))
+    dxp = _col2im(dcols, xp_shape, k, s, d, (oh, ow))
+    h, w = (x_shape[2], x_shape[3]) if len(x_shape) == 4 else (1, x_shape[2])
+    return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].reshape(x_shape), {}
+
+
+def avgpool_forward(x, params, attrs, mode, ctx):
+    """x (N, C, H, W) -> (N, C, OH, OW). The divisor is PyTorch's: the window clipped to the
+    padded input (count_include_pad) or to the input itself, never the ceil-mode overhang."""
+    x4, xp, (k, s, p, d), (oh, ow), extra = _pool_setup(x, attrs, 0.0)
+    h, w = x4.shape[2:]
+    counted = np.zeros(xp.shape[2:], x.dtype)
+    if attrs["count_include_pad"]:
+        counted[:h + 2 * p[0], :w + 2 * p[1]] = 1
+    else:
+        counted[p[0]:p[0] + h, p[1]:p[1] + w] = 1
+    div = _windows(counted[None, None], k, s, d, (oh, ow)).sum(axis=(-2, -1))[0, 0]
+    out = _windows(xp, k, s, d, (oh, ow)).sum(axis=(-2, -1)) / div
+    if x.ndim == 3:
+        out = out[:, :, 0, :]
+    return out, (x.shape, xp.shape, div, (k, s, p, d), (oh, ow))
+
+
+def avgpool_backward(dout, cache):
+    x_shape, xp_shape, div, (k, s, p, d), (oh, ow) = cache
+    d4 = _as_2d(dout) / div
+    dcols = np.broadcast_to(d4[..., None, None], d4.shape + (k[0], k[1]))
+    dxp = _col2im(dcols, xp_shape, k, s, d, (oh, ow))
+    h, w = (x_shape[2], x_shape[3]) if len(x_shape) == 4 else (1, x_shape[2])
+    return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].reshape(x_shape), {}
+
+
+def _adaptive_matrix(n_in: int, n_out: int, dtype):
+    """(n_out, n_in): row i averages inputs floor(i·N/O) .. ceil((i+1)·N/O) − 1 (PyTorch)."""
+    m = np.zeros((n_out, n_in), dtype)
+    for i in range(n_out):  # a loop over output cells of one axis, not over pixels
+        lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+def adaptive_avgpool_forward(x, params, attrs, mode, ctx):
+    """x (N, C, H, W) -> (N, C, OH, OW): one averaging matrix per axis."""
+    x4 = _as_2d(x)
+    size = attrs["size"]
+    size = size if isinstance(size, tuple) else (size,) * (x.ndim - 2)
+    size = (1,) + size if x.ndim == 3 else size
+    mh = _adaptive_matrix(x4.shape[2], size[0], x.dtype)
+    mw = _adaptive_matrix(x4.shape[3], size[1], x.dtype)
+    out = np.einsum("ph,nchw,qw->ncpq", mh, x4, mw, optimize=True)
+    if x.ndim == 3:
+        out = out[:, :, 0, :]
+    return out, (x.shape, mh, mw)
+
+
+def adaptive_avgpool_backward(dout, cache):
+    x_shape, mh, mw = cache
+    dx = np.einsum("ph,ncpq,qw->nchw", mh, _as_2d(dout), mw, optimize=True)
+    return dx.reshape(x_shape), {}
+
+
+def global_avgpool_forward(x, params, attrs, mode, ctx):
+    """x (N, C, *spatial) -> (N, C)"""
+    return x.mean(axis=tuple(range(2, x.ndim))), x.shape
+
+
+def global_avgpool_backward(dout, cache):
+    shape = cache
+    size = int(np.prod(shape[2:]))
+    dx = np.broadcast_to((dout / size).reshape(dout.shape + (1,) * (len(shape) - 2)), shape)
+    return np.array(dx), {}
+
+
+# ---- up-sampling: transposed convolution, interpolation ------------------------------------------
+
+def conv_transpose_forward(x, params, attrs, mode, ctx):
+    """x (N, C_in, H, W), weight (C_in, C_out/G, KH, KW) -> (N, C_out, OH, OW) with
+    O = (N − 1)·S − 2P + D·(K − 1) + output_pad + 1: the adjoint of convolution, one batched
+    matmul to the windows' values, then `_col2im` onto the output, cropped by P."""
+    x4 = _as_2d(x)
+    k, s, p, d = _geometry2d(x.shape, attrs, pool=False)
+    op = attrs["output_pad"]
+    op = op if isinstance(op, tuple) else (op,) * (x.ndim - 2)
+    op = (0,) + op if x.ndim == 3 else op
+    n, c, h, w = x4.shape
+    g = attrs["groups"]
+    weight = params["weight"]
+    co = weight.shape[1] * g
+    oh, ow = ((size - 1) * si - 2 * pi + di * (ki - 1) + opi + 1
+              for size, si, pi, di, ki, opi in zip((h, w), s, p, d, k, op))
+    xm = x4.reshape(n, g, c // g, h, w).transpose(1, 0, 3, 4, 2).reshape(g, n * h * w, c // g)
+    wm = weight.reshape(g, c // g, -1)                           # (G, C_in/G, C_out/G·KH·KW)
+    cols = (xm @ wm).reshape(g, n, h, w, co // g, k[0], k[1])
+    cols = cols.transpose(1, 0, 4, 2, 3, 5, 6).reshape(n, co, h, w, k[0], k[1])
+    full_shape = (n, co, oh + 2 * p[0], ow + 2 * p[1])
+    out = _col2im(cols, full_shape, k, s, d, (h, w))[:, :, p[0]:p[0] + oh, p[1]:p[1] + ow]
+    if attrs["bias"]:
+        out = out + params["bias"][:, None, None]
+    if x.ndim == 3:
+        out = out[:, :, 0, :]
+    return out, (x.shape, xm, wm, weight.shape, full_shape, (k, s, p, d), g, attrs["bias"])
+
+
+def conv_transpose_backward(dout, cache):
+    x_shape, xm, wm, w_shape, full_shape, (k, s, p, d), g, bias = cache
+    d4 = _as_2d(dout)
+    n, co, oh, ow = d4.shape
+    h, w = (x_shape[2], x_shape[3]) if len(x_shape) == 4 else (1, x_shape[2])
+    c = x_shape[1]
+    dfull = np.zeros(full_shape, dout.dtype)
+    dfull[:, :, p[0]:p[0] + oh, p[1]:p[1] + ow] = d4
+    win = _windows(dfull, k, s, d, (h, w)).reshape(n, g, co // g, h, w, k[0], k[1])
+    dcols = win.transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * h * w, -1)
+    dx = (dcols @ wm.transpose(0, 2, 1)).reshape(g, n, h, w, c // g).transpose(1, 0, 4, 2, 3)
+    grads = {"weight": (xm.transpose(0, 2, 1) @ dcols).reshape(w_shape)}
+    if bias:
+        grads["bias"] = d4.sum(axis=(0, 2, 3))
+    return dx.reshape(x_shape), grads
+
+
+def _linear_matrix(n_in: int, scale: int, dtype):
+    """(n_in·scale, n_in): linear interpolation with align_corners=False (PyTorch): output i
+    reads input (i + 0.5)/scale − 0.5, clamped at 0, between its two neighbours."""
+    n_out = n_in * scale
+    src = np.maximum((np.arange(n_out) + 0.5) / scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = src - i0
+    m = np.zeros((n_out, n_in), dtype)
+    rows = np.arange(n_out)
+    m[rows, i0] += 1 - lam
+    m[rows, i1] += lam   # i0 == i1 at the last input: the weights add up to 1 there
+    return m
+
+
+def _nearest_matrix(n_in: int, scale: int, dtype):
+    """(n_in·scale, n_in): output i copies input floor(i / scale)."""
+    m = np.zeros((n_in * scale, n_in), dtype)
+    m[np.arange(n_in * scale), np.arange(n_in * scale) // scale] = 1
+    return m
+
+
+def upsample_forward(x, params, attrs, mode, ctx):
+    """x (N, C, H, W) -> (N, C, H·s_h, W·s_w), nearest or (bi)linear, one interpolation
+    matrix per axis (PyTorch's nn.Upsample, align_corners=False)."""
+    x4 = _as_2d(x)
+    scale = attrs["scale"]
+    scale = scale if isinstance(scale, tuple) else (scale,) * (x.ndim - 2)
+    scale = (1,) + scale if x.ndim == 3 else scale
+    make = _nearest_matrix if attrs["mode"] == "nearest" else _linear_matrix
+    mh = make(x4.shape[2], scale[0], x.dtype)
+    mw = make(x4.shape[3], scale[1], x.dtype)
+    out = np.einsum("ph,nchw,qw->ncpq", mh, x4, mw, optimize=True)
+    if x.ndim == 3:
+        out = out[:, :, 0, :]
+    return out, (x.shape, mh, mw)
+
+
+upsample_backward = adaptive_avgpool_backward
