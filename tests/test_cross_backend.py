@@ -270,3 +270,59 @@ def test_batch_norm_with_batch_2_keeps_the_unbiased_running_variance_in_both(tmp
     _assert_close(a, b, 1e-9)
     assert int(a["bn2.num_batches_tracked"]) == 20
     assert not np.allclose(a["bn2.running_var"], 1.0, atol=1e-2)
+
+
+# ---- parity traps of docs/numpy.md without a test elsewhere ---------------------------------
+
+def test_a_non_finite_step_updates_nothing_in_either_backend():
+    spec = _tiny("optimizer adam(lr=0.01)", "constant")
+    for backend in (NumpyBackend(spec, seed=3), TorchBackend(spec, seed=3)):
+        before = backend.weights()
+        x = np.ones((8, 64), np.float32)
+        x[0, 0] = np.nan
+        assert np.isnan(backend.step(x, np.arange(8), 0.01))
+        assert backend.steps == 0, backend.name
+        for k, v in backend.weights().items():
+            np.testing.assert_array_equal(v, before[k], err_msg=f"{backend.name} {k}")
+
+
+@pytest.mark.parametrize("source", ["input 2x6x6\nmaxpool(2)", "input 2x7x7\nmaxpool(3, stride=2, pad=1)"])
+def test_maxpool_ties_send_the_gradient_where_pytorch_sends_it(source):
+    """Inputs of 0s and 1s: most windows hold several maxima; the gradient goes to one."""
+    spec = nnspec.loads(source + "\n")
+    gen = np.random.default_rng(0)
+    x = gen.integers(0, 2, (3,) + spec.graph.input.shape).astype(np.float64)
+    m = nnspec.compile(spec, backend="numpy", dtype="float64")
+    out = m.forward(x)
+    dout = gen.standard_normal(out.shape)
+    dx = m.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    t = nnspec.compile(spec).double()
+    t(xt).backward(torch.from_numpy(dout))
+    assert dx.sum() == pytest.approx(dout.sum())     # each window's gradient lands once
+    np.testing.assert_array_equal(dx != 0, xt.grad.numpy() != 0)   # the same winners
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12)    # (overlaps sum in another order)
+
+
+# ---- docs/numpy.md -------------------------------------------------------------------------
+
+DOC = __import__("pathlib").Path(__file__).parent.parent / "docs" / "numpy.md"
+
+
+def test_the_numpy_docs_example_prints_what_the_page_shows(capsys):
+    import re
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", DOC.read_text("utf-8"), re.DOTALL | re.MULTILINE)
+    kinds = [k for k, _ in blocks]
+    i = kinds.index("python")
+    assert kinds[i + 1] == "text"
+    exec(compile(blocks[i][1], str(DOC), "exec"), {})   # our own documentation, not user input
+    assert capsys.readouterr().out == blocks[i + 1][1]
+
+
+def test_every_test_the_parity_table_cites_exists():
+    import re
+    root = DOC.parent.parent
+    cited = set(re.findall(r"(tests/\w+\.py)::(\w+)", DOC.read_text("utf-8")))
+    assert len(cited) >= 15
+    for path, name in sorted(cited):
+        assert re.search(rf"^def {name}\(", (root / path).read_text("utf-8"), re.MULTILINE), (path, name)
