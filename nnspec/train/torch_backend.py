@@ -17,6 +17,11 @@ from the train section:
 `weight_decay` is the optimizer's (every trainable parameter, as torch applies it); `l2`
 adds l2/2·ΣW² and `l1` adds l1·Σ|W| to the loss, over the weights of weighted layers only
 (not biases or normalisation), as the lecture notes regularise.
+
+Dropout, stochastic depth and rrelu draw from the streams ("dropout", layer, step) of
+`nnspec.rng` (`nnspec.backends.torch.use_random_streams`), keyed by `steps`, this backend's
+update counter: the NumPy backend's masks, bit for bit. The checkpoint names are the NumPy
+backend's too (model/…, optim/<param>/<slot>, step), so a run resumes in either.
 """
 
 from __future__ import annotations
