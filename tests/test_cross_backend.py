@@ -326,3 +326,16 @@ def test_every_test_the_parity_table_cites_exists():
     assert len(cited) >= 15
     for path, name in sorted(cited):
         assert re.search(rf"^def {name}\(", (root / path).read_text("utf-8"), re.MULTILINE), (path, name)
+
+
+def test_the_cli_resumes_a_torch_run_in_numpy_and_says_so(tmp_path, capsys):
+    from nnspec.cli import main
+    path = tmp_path / "tiny.nn"
+    path.write_text(TINY.format(optimizer="optimizer adam(lr=0.01)", schedule="constant"))
+    run = str(tmp_path / "run")
+    assert main(["train", str(path), "--epochs", "1", "--run", run]) == 0
+    capsys.readouterr()
+    assert main(["train", str(path), "--epochs", "2", "--run", run, "--resume", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming" in out and "checkpointed by the torch backend, now numpy" in out
+    assert "epoch 2/2" in out
