@@ -339,3 +339,14 @@ def test_the_cli_resumes_a_torch_run_in_numpy_and_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "resuming" in out and "checkpointed by the torch backend, now numpy" in out
     assert "epoch 2/2" in out
+
+
+def test_the_trainers_model_still_pickles_and_copies():
+    import copy
+    import io
+    backend = TorchBackend(nnspec.loads(RANDOM, "random.nn"), seed=2)
+    buf = io.BytesIO()
+    torch.save(backend.model, buf)   # the stream layers hold a plain clock, nothing local
+    clone = copy.deepcopy(backend.model)
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.equal(clone.train()(x), backend.model.train()(x))   # the same step: the same masks

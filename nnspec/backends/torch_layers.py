@@ -194,6 +194,18 @@ class RandomClock:
         return rng.stream(self.seed, "dropout", name + self.suffix, self.step)
 
 
+_RRELU: list = []
+
+
+def _rrelu_row():
+    """The rrelu row's f and the torch namespace it runs in (looked up once; kept out of the
+    module so that a model with StreamRReLU pickles)."""
+    if not _RRELU:
+        from nnspec.ops import ACTIVATIONS, torch_xp
+        _RRELU.append((ACTIVATIONS["rrelu"].f, torch_xp()))
+    return _RRELU[0]
+
+
 def _stream_scale(clock, name, shape, p, like):
     """Inverted dropout's factors (keep / (1 - p), 0 where dropped) for `shape`, from the
     stream's keep-mask (`nnspec.rng.keep_mask`), in `like`'s dtype on `like`'s device."""
@@ -240,17 +252,16 @@ class StreamRReLU(nn.Module):
 
     def __init__(self, lower, upper, name, clock):
         super().__init__()
-        from nnspec.ops import ACTIVATIONS, torch_xp
         self.lower, self.upper, self.name, self.clock = lower, upper, name, clock
-        self._f, self._xp = ACTIVATIONS["rrelu"].f, torch_xp()
 
     def forward(self, x):
+        f, xp = _rrelu_row()
         if not self.training:
-            return self._f(x, {"lower": self.lower, "upper": self.upper}, self._xp)
+            return f(x, {"lower": self.lower, "upper": self.upper}, xp)
         from nnspec import rng
         slope = rng.uniform(self.clock.stream(self.name), tuple(x.shape), self.lower, self.upper)
         s = torch.from_numpy(slope).to(x.device, non_blocking=True).to(x.dtype)
-        return self._f(x, {"lower": s, "upper": s}, self._xp)
+        return f(x, {"lower": s, "upper": s}, xp)
 
     def extra_repr(self):
         return f"lower={self.lower}, upper={self.upper}, stream=({self.name!r})"
