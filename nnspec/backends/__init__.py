@@ -3,7 +3,9 @@
 - `torch`          the table `op -> torch module factory`, the ops it cannot build, and
                    `compile_torch` (an nn.Module with the spec's layer names)
 - `torch_layers`   the few modules torch.nn lacks (GlobalAvgPool, Maxout, Add, Concat, Mul,
-                   StochasticDepth, ChannelLayerNorm) and the container `compile` builds
+                   StochasticDepth, ChannelLayerNorm), the container `compile` builds, and
+                   the trainer's stream-keyed dropout / stochastic depth / rrelu
+                   (`torch.use_random_streams`: the NumPy backend's masks)
 - `torch_emit`     standalone PyTorch source (`nnspec compile --emit torch`), written
                    generically by `torch_generic` (one class per block definition) with
                    `pysource` (symbolic values, black-style layout)

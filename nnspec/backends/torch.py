@@ -449,6 +449,32 @@ def compile_torch(spec, **network_args):
     return model
 
 
+def use_random_streams(model, seed: int, suffix: str = ""):
+    """Swap the model's random layers (nn.Dropout, StochasticDepth, nn.RReLU) for ones that
+    draw from nnspec.rng's streams ("dropout", layer name, step), as the NumPy backend does, and
+    return their shared `RandomClock`: set its `step` before each training step (the trainer's
+    TorchBackend does). With the same seed and step both backends draw the same masks and
+    slopes, bit for bit. `nnspec.compile` itself keeps torch's modules (and torch's generator);
+    the swapped layers hold no state, so the state dict does not change."""
+    from torch import nn
+
+    from .torch_layers import (RandomClock, StochasticDepth, StreamDropout, StreamRReLU,
+                               StreamStochasticDepth)
+    clock = RandomClock(seed, 0, suffix)
+    for name, m in list(model.named_modules()):
+        if type(m) is nn.Dropout:
+            new = StreamDropout(m.p, name, clock)
+        elif type(m) is StochasticDepth:
+            new = StreamStochasticDepth(m.p, m.mode, name, clock)
+        elif type(m) is nn.RReLU:
+            new = StreamRReLU(m.lower, m.upper, name, clock)
+        else:
+            continue
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, new.train(m.training))
+    return clock
+
+
 def _fill(model, g: Graph, seed: int | None) -> None:
     """Every parameter by `nnspec.backends.init`'s rules, written straight into its memory:
     drawn with NumPy from `seed` (the numbers every backend gets), or without a seed with

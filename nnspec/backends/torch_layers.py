@@ -172,3 +172,96 @@ class SpecModule(nn.Module):
     def __setstate__(self, state):
         super().__setstate__(state)
         self._nnspec_forward = _compile_forward(self._nnspec_code)
+
+
+# ---- not copied into generated files: the trainer's random layers --------------------------
+# `nnspec.backends.torch.use_random_streams` swaps nn.Dropout, StochasticDepth and nn.RReLU for
+# these, so that their masks and slopes come from nnspec.rng's streams ("dropout", layer name,
+# step), exactly as the NumPy backend (nnspec/backends/numpy/layers.py) draws them: the same
+# numbers in both backends, drawn with NumPy on the CPU, then moved to the input's device.
+
+
+class RandomClock:
+    """The key of a model's random streams: the run seed and the global training step, which
+    the trainer's backend sets before every step. Shared by all stream layers of a model."""
+
+    def __init__(self, seed: int = 0, step: int = 0, suffix: str = ""):
+        self.seed, self.step = seed, step
+        self.suffix = suffix  # appended to layer names (a data-parallel rank's own masks)
+
+    def stream(self, name: str):
+        from nnspec import rng
+        return rng.stream(self.seed, "dropout", name + self.suffix, self.step)
+
+
+_RRELU: list = []
+
+
+def _rrelu_row():
+    """The rrelu row's f and the torch namespace it runs in (looked up once; kept out of the
+    module so that a model with StreamRReLU pickles)."""
+    if not _RRELU:
+        from nnspec.ops import ACTIVATIONS, torch_xp
+        _RRELU.append((ACTIVATIONS["rrelu"].f, torch_xp()))
+    return _RRELU[0]
+
+
+def _stream_scale(clock, name, shape, p, like):
+    """Inverted dropout's factors (keep / (1 - p), 0 where dropped) for `shape`, from the
+    stream's keep-mask (`nnspec.rng.keep_mask`), in `like`'s dtype on `like`'s device."""
+    from nnspec import rng
+    keep = rng.keep_mask(clock.stream(name), shape, p)
+    mask = torch.from_numpy(keep).to(like.device, non_blocking=True).to(like.dtype)
+    return mask * (0.0 if p == 1.0 else 1.0 / (1.0 - p))
+
+
+class StreamDropout(nn.Module):
+    """nn.Dropout with its keep-mask from the stream ("dropout", name, clock.step)."""
+
+    def __init__(self, p, name, clock):
+        super().__init__()
+        self.p, self.name, self.clock = p, name, clock
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        return x * _stream_scale(self.clock, self.name, tuple(x.shape), self.p, x)
+
+    def extra_repr(self):
+        return f"p={self.p}, stream=({self.name!r})"
+
+
+class StreamStochasticDepth(StochasticDepth):
+    """StochasticDepth with its per-sample (or per-batch) mask from the stream."""
+
+    def __init__(self, p, mode, name, clock):
+        super().__init__(p, mode)
+        self.name, self.clock = name, clock
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        size = (x.shape[0],) + (1,) * (x.dim() - 1) if self.mode == "row" else (1,) * x.dim()
+        return x * _stream_scale(self.clock, self.name, size, self.p, x)
+
+
+class StreamRReLU(nn.Module):
+    """nn.RReLU computed by the registry row's formula: in training with a slope per element
+    drawn uniformly from [lower, upper) from the stream (`nnspec.rng.uniform`), at evaluation
+    with the mean slope (lower + upper) / 2."""
+
+    def __init__(self, lower, upper, name, clock):
+        super().__init__()
+        self.lower, self.upper, self.name, self.clock = lower, upper, name, clock
+
+    def forward(self, x):
+        f, xp = _rrelu_row()
+        if not self.training:
+            return f(x, {"lower": self.lower, "upper": self.upper}, xp)
+        from nnspec import rng
+        slope = rng.uniform(self.clock.stream(self.name), tuple(x.shape), self.lower, self.upper)
+        s = torch.from_numpy(slope).to(x.device, non_blocking=True).to(x.dtype)
+        return f(x, {"lower": s, "upper": s}, xp)
+
+    def extra_repr(self):
+        return f"lower={self.lower}, upper={self.upper}, stream=({self.name!r})"

@@ -166,8 +166,10 @@ class _Plain:
             print(f"training on {e['samples']:,} samples ({e['data']}), {e['epochs']} epochs, "
                   f"batch {e['batch']}, seed {e['seed']}, backend {e['backend']}; run {e['run']}", flush=True)
         elif kind == "resume":
-            print(f"resuming {e['run']} at epoch {e['epoch'] + 1}, batch {e['batch']} (step {e['step']})",
-                  flush=True)
+            switched = (f", checkpointed by the {e['was']} backend, now {e['backend']}"
+                        if e.get("was") and e.get("was") != e.get("backend") else "")
+            print(f"resuming {e['run']} at epoch {e['epoch'] + 1}, batch {e['batch']} (step {e['step']})"
+                  f"{switched}", flush=True)
         elif kind == "epoch":
             print(_epoch_line(e), flush=True)
         elif kind == "init_from":

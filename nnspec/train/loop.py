@@ -4,10 +4,11 @@ one step; everything here is NumPy and plain Python.
 
 Random numbers come from named streams (nnspec.rng) keyed by (seed, purpose, name, step): the
 epoch's sample order from ("shuffle", "train", epoch), a step's augmentation from
-("augment", "train", step). Nothing else draws from them, so evaluating more often, running
-health checks or plotting never changes the trained weights, and a resumed run needs only its
-step counter to continue the same sequence (plus the backend's own random state, which the
-checkpoint keeps).
+("augment", "train", step), and in the backends a layer's dropout mask from ("dropout",
+layer, step). Nothing else draws from them, so evaluating more often, running health checks
+or plotting never changes the trained weights, and a resumed run needs only its step counter
+to continue the same sequence — in either backend: a run checkpointed by one resumes in the
+other (`--resume --backend numpy`).
 
 The library never prints: progress reaches the caller as events (`on_event`), and the same
 events go to the run's log.jsonl.
@@ -380,7 +381,9 @@ class Trainer:
         if changed:
             raise TrainError(f"cannot resume {run_dir}: {changed}; start a new run, or use "
                              f"--init-from {run_dir / runs.BEST} to start from its weights")
-        for key in ("seed", "batch", "data", "backend"):
+        # the backend may change: both write the same checkpoint names with the same meanings
+        # (model/…, optim/<param>/<slot>, step), so a run continues on its trajectory
+        for key in ("seed", "batch", "data"):
             was, now = manifest.get(key), self._manifest_fields()[key]
             if was != now:
                 raise TrainError(f"cannot resume {run_dir}: {key} was {was!r}, now {now!r} "
@@ -390,7 +393,10 @@ class Trainer:
         except (KeyError, ValueError, RuntimeError) as e:
             raise TrainError(f"{run_dir / runs.LAST}: does not fit this network ({e})") from None
         state = ck.state
-        self.emit("resume", run=str(run_dir), epoch=state["epoch"], batch=state["batch"], step=state["step"])
+        if "step" not in ck.arrays:  # a checkpoint from before the backends kept their step
+            self.backend.steps = state["step"]
+        self.emit("resume", run=str(run_dir), epoch=state["epoch"], batch=state["batch"], step=state["step"],
+                  backend=self.backend.name, was=manifest.get("backend"))
         return state
 
     def _init_from(self, path: Path) -> None:

@@ -154,12 +154,14 @@ class NumpyBackend:
         self.model.load_state_dict({k: v for k, v in arrays.items() if k in own}, strict=False)
 
     def state(self) -> dict[str, np.ndarray]:
-        """Weights, optimizer state (torch's names) and the step counter, as named arrays."""
+        """Weights, optimizer state and the step counter as named arrays, with TorchBackend's
+        names and meanings (model/…, optim/<param>/<slot> as torch.optim's slots, step): a
+        checkpoint of either backend resumes in the other."""
         out = {f"model/{k}": v for k, v in self.weights().items()}
         for name, st in self.optimizer.state.items():
             for key, val in st.items():
                 out[f"optim/{name}/{key}"] = np.array(val, dtype=np.float64 if key == "step" else None)
-        out["numpy/step"] = np.array(self.steps, np.int64)
+        out["step"] = np.array(self.steps, np.int64)
         return out
 
     def load_state(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -172,8 +174,10 @@ class NumpyBackend:
                 v = np.array(v)
                 self.optimizer.state[pname][key] = (float(v) if key == "step"
                                                     else v.astype(self.model.dtype))
-        if "numpy/step" in arrays:
-            self.steps = int(arrays["numpy/step"])
+        for key in ("step", "numpy/step"):  # "numpy/step": checkpoints before the shared name
+            if key in arrays:
+                self.steps = int(arrays[key])
+                break
 
 
 __all__ = ["NumpyBackend"]

@@ -17,6 +17,11 @@ from the train section:
 `weight_decay` is the optimizer's (every trainable parameter, as torch applies it); `l2`
 adds l2/2·ΣW² and `l1` adds l1·Σ|W| to the loss, over the weights of weighted layers only
 (not biases or normalisation), as the lecture notes regularise.
+
+Dropout, stochastic depth and rrelu draw from the streams ("dropout", layer, step) of
+`nnspec.rng` (`nnspec.backends.torch.use_random_streams`), keyed by `steps`, this backend's
+update counter: the NumPy backend's masks, bit for bit. The checkpoint names are the NumPy
+backend's too (model/…, optim/<param>/<slot>, step), so a run resumes in either.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class TorchBackend:
 
     def __init__(self, spec, *, seed: int, device: str = "cpu", precision: str = "fp32", config=None):
         torch = _torch()
-        from ..backends.torch import compile_torch
+        from ..backends.torch import compile_torch, use_random_streams
         from ..config import TrainConfig
         from ..spec import Spec
 
@@ -54,8 +59,12 @@ class TorchBackend:
         self.device = torch.device(_device(device))
         self.precision = precision
         self.dtype = torch.float64 if precision == "fp64" else torch.float32
-        torch.manual_seed(seed)  # torch's own draws (dropout masks, rrelu) follow the run seed
+        torch.manual_seed(seed)  # any draw of torch's own generator follows the run seed
         model = compile_torch(self.spec)
+        # dropout, stochastic depth and rrelu draw from the streams ("dropout", layer, step),
+        # the NumPy backend's masks and slopes; `steps` (this backend's updates) is the step
+        self.clock = use_random_streams(model, seed)
+        self.steps = 0
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         # frozen normalisation layers keep their running statistics: evaluation mode always
@@ -97,6 +106,7 @@ class TorchBackend:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         xt, yt = self.tensor(x), self.tensor(y)
+        self.clock.step = self.steps
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16,
                             enabled=self.autocast):
@@ -114,8 +124,10 @@ class TorchBackend:
         if self.scaler is not None:  # fp16: the scaler skips steps with inf gradients itself
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.steps += 1
         elif math.isfinite(value) and math.isfinite(norm):
             self.optimizer.step()
+            self.steps += 1
         # else: no update. The weights stay those that gave the non-finite loss or gradient,
         # so the trainer can replay the batch on them and keep its last good checkpoint.
         return value
@@ -161,6 +173,8 @@ class TorchBackend:
             self.device = torch.device("cuda", dist.get_rank() % torch.cuda.device_count())
             self.model.to(self.device)
         self.module = self.model
+        if dist.get_rank():  # each process its own masks (rank 0 draws the single-process ones)
+            self.clock.suffix = f"@rank{dist.get_rank()}"
         self.ddp = torch.nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
@@ -224,7 +238,9 @@ class TorchBackend:
                     v.copy_(torch.from_numpy(np.asarray(arrays[k])).to(v.dtype))
 
     def state(self) -> dict[str, np.ndarray]:
-        """Weights, optimizer state and torch's random state, as named arrays."""
+        """Weights, optimizer state (torch.optim's slot names), the step counter (the key of
+        the dropout streams) and torch's random state, as named arrays: the NumPy backend
+        reads and writes the same names (model/…, optim/<param>/<slot>, step)."""
         torch = _torch()
         out = {f"model/{k}": v for k, v in self.weights().items()}
         names = {id(p): n for n, p in self.params}
@@ -232,6 +248,7 @@ class TorchBackend:
             for key, val in st.items():
                 arr = val.detach().cpu().numpy() if torch.is_tensor(val) else np.asarray(val, np.float64)
                 out[f"optim/{names[id(p)]}/{key}"] = arr.copy()
+        out["step"] = np.array(self.steps, np.int64)
         out["rng/torch"] = torch.get_rng_state().numpy().copy()
         return out
 
@@ -246,9 +263,20 @@ class TorchBackend:
             pname, key = k[6:].rsplit("/", 1)
             p = by_name[pname]
             t = torch.from_numpy(np.array(v))
-            self.optimizer.state[p][key] = t.to(p.device) if key != "step" else t
+            # torch.optim keeps `step` as a CPU scalar tensor of the default float type; the
+            # slots in the parameter's dtype (a checkpoint of another precision or backend)
+            self.optimizer.state[p][key] = (t.to(p.device, p.dtype) if key != "step"
+                                            else t.to(_scalar_dtype()))
+        if "step" in arrays:
+            self.steps = int(arrays["step"])
         if "rng/torch" in arrays:
             torch.set_rng_state(torch.from_numpy(np.array(arrays["rng/torch"], dtype=np.uint8)))
+
+
+def _scalar_dtype():
+    """The dtype torch.optim gives its `step` tensors (float64 only under a float64 default)."""
+    torch = _torch()
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 def _device(name: str) -> str:
