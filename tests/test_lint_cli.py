@@ -102,7 +102,7 @@ def test_sarif_is_what_github_code_scanning_reads():
         assert region["startLine"] >= 1 and region["startColumn"] >= 1
         assert (region["endLine"], region["endColumn"]) >= (region["startLine"], region["startColumn"])
     levels = {i["ruleId"]: i["level"] for i in run["results"]}
-    assert levels["NN204"] == "note" and levels["NN303"] == "error" and levels["NN022"] == "error"
+    assert levels["NN507"] == "note" and levels["NN303"] == "error" and levels["NN022"] == "error"
     related = [i for i in run["results"] if "relatedLocations" in i]
     assert related and related[0]["relatedLocations"][0]["message"]["text"].startswith("in ")
 

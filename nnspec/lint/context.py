@@ -22,6 +22,7 @@ from ..ops import OpsWith
 LINEAR_PASS = OpsWith("linear_eval")      # linear in their input at inference
 SATURATING = OpsWith("saturating")
 RELU_LIKE = OpsWith("relu_like")
+NORMALIZES = OpsWith("normalizes")
 PROBABILITY = OpsWith("probabilities", "log_probabilities")
 
 # What each loss expects from the network's output.

@@ -263,8 +263,8 @@ _DEEP = 30
 
 @rule(
     "NN607", "deep-plain-network", "info",
-    summary="A network with 30 or more weighted layers in a row and no residual (`add`) "
-            "connection.",
+    summary="A network whose shortest path from input to output crosses 30 or more weighted "
+            "layers: no residual (`add`) or dense (`concat` with the input) shortcut.",
     why="Plain networks that deep train worse than shallower ones — the degradation problem "
         "that residual connections solved (He et al. 2015: a 34-layer plain network did worse "
         "than an 18-layer one) — even with batch norm.",
@@ -294,7 +294,10 @@ def deep_plain(cx: Context):
     depth = [0] * len(cx.nodes)
     deepest = None
     for nd in cx.nodes[1:]:
-        d = max(depth[i] for i in nd.inputs) + (nd.opdef.category in ("conv", "linear"))
+        # a merge is as deep as its shortest path: `concat { identity … }` (dense
+        # connectivity) carries its input forward past the layers, as a residual add does
+        pick = min if "merge" in nd.opdef.traits else max
+        d = pick(depth[i] for i in nd.inputs) + (nd.opdef.category in ("conv", "linear"))
         depth[nd.id] = d
         if d >= _DEEP and deepest is None:
             deepest = nd

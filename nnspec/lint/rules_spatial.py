@@ -131,14 +131,21 @@ def _pad_fix(N: int, eff: int, S: int, P: int) -> int | None:
                     "purpose so that pretrained weights fit; silence it there with a reason.",
 )
 def ceil_mode_changes_shape(cx: Context):
+    # one choice, one finding: the first pool it changes, the later ones as notes
+    changed = []
     for nd, sizes, ks, ss, ps, ds in _windowed(cx, "pool"):
         if not nd.attrs.get("ceil_mode"):
             continue
         floor = tuple(_window_out(N, K, S, P, D, False) for N, K, S, P, D in zip(sizes, ks, ss, ps, ds))
         ceil = tuple(nd.shape[1:])
         if floor != ceil:
-            yield cx.hit(nd, f"{nd.name}: ceil_mode rounds up to {shape_str(ceil)}; floor rounding "
-                             f"(the default) gives {shape_str(floor)}")
+            changed.append((nd, ceil, floor))
+    if changed:
+        nd, ceil, floor = changed[0]
+        yield cx.hit(nd, f"{nd.name}: ceil_mode rounds up to {shape_str(ceil)}; floor rounding "
+                         f"(the default) gives {shape_str(floor)}",
+                     notes=[f"also {o.name}: {shape_str(c)} instead of {shape_str(f)}"
+                            for o, c, f in changed[1:]])
 
 
 @rule(
@@ -168,6 +175,34 @@ def padding_exceeds_half_kernel(cx: Context):
                 break
 
 
+def _covers(cx: Context, nd) -> bool:
+    """Whether every window of `nd` is at least as wide as its stride."""
+    if not hasattr(nd.opdef, "geometry"):
+        return True
+    _, ks, ss, _, ds = nd.opdef.geometry(cx.graph.in_shapes(nd), nd.attrs)
+    return all(D * (K - 1) + 1 >= S for K, S, D in zip(ks, ss, ds))
+
+
+def _partner_sees_all(cx: Context, nd) -> bool:
+    """Another path from `nd`'s input whose layers, up to the next merge, skip no position."""
+    for first in cx.consumers[nd.inputs[0]]:
+        if first == nd.id:
+            continue
+        cur, ok = cx.nodes[first], True
+        while "merge" not in cur.opdef.traits:
+            if not _covers(cx, cur):
+                ok = False
+                break
+            users = cx.consumers[cur.id]
+            if len(users) != 1:
+                ok = False
+                break
+            cur = cx.nodes[users[0]]
+        if ok:
+            return True
+    return False
+
+
 @rule(
     "NN204", "stride-exceeds-kernel", "info",
     summary="A conv or pooling layer whose stride is larger than its window, so input rows "
@@ -183,11 +218,14 @@ def padding_exceeds_half_kernel(cx: Context):
         conv(32, 3, stride=2, pad=1)
     """,
     fix="Use a window at least as wide as the stride, or pool before a stride-1 layer.",
-    false_positives="ResNet's 1x1 stride-2 projection shortcut does this by design (the main "
-                    "path sees every pixel); it is info for that reason.",
+    false_positives="A layer beside a path that sees every position of the same input (ResNet's "
+                    "1x1 stride-2 projection shortcut next to a 3x3 stride-2 main path) is not "
+                    "reported: the skipped positions reach the merge through its partner.",
 )
 def stride_exceeds_kernel(cx: Context):
     for nd, sizes, ks, ss, ps, ds in _windowed(cx):
+        if len(nd.inputs) == 1 and _partner_sees_all(cx, nd):
+            continue
         for K, S, D in zip(ks, ss, ds):
             eff = D * (K - 1) + 1
             if eff < S:
