@@ -32,3 +32,21 @@ def test_at_most_one_info_per_spec_on_average():
     infos = {p.name: [d.code for d in lint_file(p).findings if d.severity == "info"] for p in ALL}
     total = sum(len(v) for v in infos.values())
     assert total <= len(ALL), infos
+
+
+# ---- the planted-mistake set: one mistake each, written as users write them ----------------------
+
+PLANTED = sorted((ROOT / "tests" / "data" / "lint_planted").glob("*.nn"))
+
+
+def test_the_planted_set_is_large_enough():
+    assert len(PLANTED) >= 40
+
+
+@pytest.mark.parametrize("path", PLANTED, ids=lambda p: p.name)
+def test_planted_mistake_is_caught_at_warning_or_above(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# planted: ")
+    want = first.split()[-1]
+    loud = {d.code for d in lint_file(path).findings if d.severity in ("warning", "error")}
+    assert want in loud, sorted(loud)
