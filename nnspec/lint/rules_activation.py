@@ -416,24 +416,37 @@ _SLOPE_LIMIT = 1e-3
 )
 def saturating_stack(cx: Context):
     """The estimate: product of E[f'(z)] over the stack, z ~ N(0, E[z²]) from the
-    initialisation model (nnspec.lint.variance); batch norm and merges restart the stack."""
+    initialisation model (nnspec.lint.variance); batch norm and merges restart the stack.
+    One finding per run, at its last layer, with the whole run's length and factor."""
     q = second_moments(cx)
-    depth: dict[int, tuple[int, float]] = {0: (0, 1.0)}
-    reported = False
+    # node id -> (run length, gradient factor, first activation of the run, largest E[z²])
+    depth: dict[int, tuple] = {0: (0, 1.0, None, 0.0)}
+    ends: dict[int, tuple] = {}  # first activation's id -> the run at its longest
     for nd in cx.nodes[1:]:
         if nd.op == "batchnorm" or nd.opdef.category == "merge":
-            depth[nd.id] = (0, 1.0)
+            depth[nd.id] = (0, 1.0, None, 0.0)
             continue
-        d, scale = depth[nd.inputs[0]]
+        d, scale, first, big = depth[nd.inputs[0]]
         if nd.op in SATURATING:
             var = q[nd.inputs[0]] if q[nd.inputs[0]] is not None else 1.0
-            d, scale = d + 1, scale * expect(nd.op, dict(nd.attrs), var, "slope")
-            if scale < _SLOPE_LIMIT and not reported:
-                reported = True
-                yield cx.hit(nd, f"{nd.name}: {d} saturating activations in a row without "
-                                 f"normalisation or a residual path; their slopes alone scale "
-                                 f"the gradient by about {num(scale)}")
-        depth[nd.id] = (d, scale)
+            first = first or nd
+            d, scale, big = d + 1, scale * expect(nd.op, dict(nd.attrs), var, "slope"), max(big, var)
+            if first.id not in ends or ends[first.id][0] < d:
+                ends[first.id] = (d, scale, first, big, nd)
+        depth[nd.id] = (d, scale, first, big)
+    for d, scale, first, big, last in ends.values():
+        if scale >= _SLOPE_LIMIT:
+            continue
+        notes, help = [], None
+        init = cx.init_of(first) if cx.train is not None else None
+        if init is not None and init.name in ("normal", "uniform") and big > 2.0:
+            notes.append(f"init {init} gives the activations inputs of second moment up to "
+                         f"{num(big)}: they sit in the flat tails, where the slope is near 0")
+            help = "init xavier scales the weights by the fan and keeps the inputs near 1"
+        span_of = f"{first.name} … {last.name}" if first is not last else last.name
+        yield cx.hit(last, f"{span_of}: {d} saturating activations in a row without "
+                           f"normalisation or a residual path; their slopes scale the "
+                           f"gradient by about {num(scale)}", help=help, notes=notes)
 
 
 @rule(

@@ -10,7 +10,7 @@ import math
 
 from ..ops import _window_out, shape_str
 from .catalogue import rule
-from .context import CLASSIFICATION, Context, num, plural
+from .context import CLASSIFICATION, Context, num, plural, window
 
 _AXIS_WORD = {"H": "row", "W": "column", "L": "position", "D": "slice"}
 
@@ -259,7 +259,7 @@ def taps_see_only_padding(cx: Context):
         dead = total - math.prod(live)
         if dead:
             per_tap = cx.analysis.layers[nd.id].tensors[0].numel // total  # weights per kernel tap
-            yield cx.hit(nd, f"{nd.name}: {dead:,} of the {total:,} taps of the {shape_str(ks)} kernel "
+            yield cx.hit(nd, f"{nd.name}: {dead:,} of the {total:,} taps of the {window(ks)} kernel "
                              f"only ever see zero padding around the {shape_str(sizes)} input: "
                              f"{dead * per_tap:,} weights never get a gradient")
 
