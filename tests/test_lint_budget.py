@@ -132,3 +132,14 @@ def test_one_dimensional_kernels_and_articles():
     assert "4 of the 5 taps of the 5-wide kernel" in d.message
     (d,) = _msgs("input 16x64x64\nconv(16, 3, pad=1) relu\nconv(16, 11, pad=5) relu\n", "NN605")
     assert "an 11x11 conv" in d.message
+
+
+def test_one_root_cause_one_finding():
+    # conv 3/2 on 64 gives 31x31 (one row lost); every later 2x2 pool then halves an odd size
+    text = ("input 3x64x64\nconv(16, 3, stride=2) relu\nmaxpool(2)\nconv(32, 3, pad=1) relu\n"
+            "maxpool(2)\nconv(64, 3, pad=1) relu\nmaxpool(2)\nglobal_avgpool\nlinear(10)\n")
+    (d,) = _msgs(text, "NN201")
+    assert d.span.line == 2 and "pad=1" in d.help
+    assert [n.split(":")[0] for n in d.notes] == ["then maxpool", "then maxpool_1", "then maxpool_2"]
+    # with the root fixed (pad=1: 32, 16, 8, 4) nothing is left
+    assert _msgs(text.replace("stride=2)", "stride=2, pad=1)"), "NN201") == []

@@ -56,6 +56,28 @@ def _fmt_f(k: int, d: int) -> str:
         "or use ceil_mode=true on a pooling layer.",
 )
 def window_does_not_tile(cx: Context):
+    """One root cause, one finding: a layer whose input sizes come from an earlier layer
+    that already loses rows is a consequence (fixing the first changes its sizes); it is a
+    note on the first finding, not a finding of its own."""
+    found = list(_untiled(cx))
+    at = {nd.id: i for i, (nd, _, _) in enumerate(found)}
+    root: dict[int, int] = {}  # node id -> index of the upstream finding it follows from
+    notes: dict[int, list[str]] = {}
+    for nd in cx.nodes[1:]:
+        up = next((root[i] for i in nd.inputs if i in root), None)
+        if nd.id in at:
+            if up is None:
+                up = at[nd.id]
+            else:
+                notes.setdefault(up, []).append(f"then {found[at[nd.id]][1]}")
+        if up is not None:
+            root[nd.id] = up
+    for i, (nd, msg, help) in enumerate(found):
+        if root.get(nd.id) == i:
+            yield cx.hit(nd, msg, help=help, notes=notes.get(i, ()))
+
+
+def _untiled(cx: Context):
     for nd, sizes, ks, ss, ps, ds in _windowed(cx):
         if nd.attrs.get("ceil_mode"):
             continue
@@ -90,7 +112,7 @@ def window_does_not_tile(cx: Context):
                          f"windows cover the input")
         if nd.opdef.category == "pool":
             fixes.append("ceil_mode=true keeps a last, partial window")
-        yield cx.hit(nd, msg, help=", or ".join(fixes) or None)
+        yield nd, msg, ", or ".join(fixes) or None
 
 
 def _pad_fix(N: int, eff: int, S: int, P: int) -> int | None:
