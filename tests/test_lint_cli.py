@@ -102,7 +102,7 @@ def test_sarif_is_what_github_code_scanning_reads():
         assert region["startLine"] >= 1 and region["startColumn"] >= 1
         assert (region["endLine"], region["endColumn"]) >= (region["startLine"], region["startColumn"])
     levels = {i["ruleId"]: i["level"] for i in run["results"]}
-    assert levels["NN204"] == "note" and levels["NN303"] == "error" and levels["NN022"] == "error"
+    assert levels["NN507"] == "note" and levels["NN303"] == "error" and levels["NN022"] == "error"
     related = [i for i in run["results"] if "relatedLocations" in i]
     assert related and related[0]["relatedLocations"][0]["message"]["text"].startswith("in ")
 
@@ -293,3 +293,15 @@ def test_whole_process_is_light_and_exits_1_only_on_warnings():
             "'error']); assert 'torch' not in sys.modules, 'lint imported torch'; sys.exit(rc)")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+
+
+def test_processes_divides_the_batch_for_batch_norm(capsys, tmp_path):
+    spec = tmp_path / "net.nn"
+    spec.write_text("input 3x8x8\nconv(16, 3, pad=1, bias=false) batchnorm relu\nmaxpool(2)\n"
+                    "conv(16, 3, pad=1, bias=false) batchnorm relu\nglobal_avgpool\nlinear(10)\n"
+                    "train {\n  batch 16\n}\n")
+    assert run_cli(capsys, "lint", str(spec))[0] == 0
+    code, out, _ = run_cli(capsys, "lint", str(spec), "--processes", "4")
+    assert code == 1 and "batch 16 over 4 processes gives each 4 samples" in out
+    code, _, err = run_cli(capsys, "lint", str(spec), "--processes", "0")
+    assert code == 2 and "--processes must be from 1" in err

@@ -125,7 +125,7 @@ def test_concat_doubled_1100_times_is_exact():
                 "flatten\nrepeat 8 { sigmoid }\n")
         return _finding(text, "NN313").message
     assert nn313(1100) == nn313(3)
-    assert "5 saturating activations in a row" in nn313(1100)
+    assert "8 saturating activations in a row" in nn313(1100)
 
 
 def test_features_grown_from_the_largest_input():

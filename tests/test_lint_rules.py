@@ -158,11 +158,23 @@ def test_residual_network_without_normalisation_explodes():
 
 
 def test_sigmoid_slopes_bound_the_gradient():
-    # sigmoid'(0) = 1/4: six layers give at most 4^-6 = 2.4e-4 (the message's estimate ~0.25^k)
+    # sigmoid'(0) = 1/4: six layers give at most 4^-6 = 2.4e-4; the message reports the whole
+    # run of six (not the fifth, where the estimate first crosses the limit)
     (msg,) = messages("input 64\nrepeat 6 { linear(64) sigmoid }\nlinear(10)\n")
     k = int(re.search(r"(\d+) saturating", msg).group(1))
     scale = float(re.search(r"about ([0-9.e+-]+)", msg).group(1))
-    assert k == 5 and 0.2 ** k < scale <= 0.25 ** k
+    assert k == 6 and 0.2 ** k < scale <= 0.25 ** k
+
+
+def test_saturating_run_of_nine_reports_nine_and_an_init_cause():
+    (msg,) = messages("input 64\nrepeat 9 { linear(64) sigmoid }\nlinear(10)\n")
+    scale = float(re.search(r"about ([0-9.e+-]+)", msg).group(1))
+    assert "9 saturating activations in a row" in msg and 0.2 ** 9 < scale <= 0.25 ** 9
+    # tanh with normal(std=1) on 256-wide layers: E[z²] = 256·1·E[x²] ≫ 1, the tails
+    text = "input 64\nrepeat 5 { linear(256) tanh }\nlinear(10)\ntrain {\n  init normal(std=1.0)\n}\n"
+    (d,) = [d for d in lint_source(text, "m.nn").findings if d.code == "NN313"]
+    assert "5 saturating activations" in d.message and "init xavier" in d.help
+    assert any("normal(std=1" in n for n in d.notes)
 
 
 def test_expectations_match_monte_carlo():

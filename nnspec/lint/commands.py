@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--memory-budget", metavar="SIZE",
                    help="device memory for NN801/NN802, e.g. 8GB or 512MB (powers of 1024), "
                         "from 1B to 1024TB")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="data-parallel processes the run uses (torchrun --nproc_per_node): "
+                        "each sees batch/N samples (NN514)")
     p.add_argument("--explain", metavar="CODE", help="explain one rule (code or name) and exit")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override a network parameter, e.g. --set classes=10")
@@ -114,6 +117,10 @@ def cmd_lint(args) -> int:
             options["memory_budget"] = memory_budget(args.memory_budget)
         except ValueError as e:
             return _usage(str(e))
+    if args.processes is not None:
+        if not 1 <= args.processes <= 1_000_000:
+            return _usage(f"--processes must be from 1 to 1,000,000, got {args.processes}")
+        options["processes"] = args.processes
     network_args = _network_args(args.set)
     sel = Selection(select, ignore)
     files = expand_paths(args.files)

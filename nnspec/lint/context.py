@@ -22,6 +22,7 @@ from ..ops import OpsWith
 LINEAR_PASS = OpsWith("linear_eval")      # linear in their input at inference
 SATURATING = OpsWith("saturating")
 RELU_LIKE = OpsWith("relu_like")
+NORMALIZES = OpsWith("normalizes")
 PROBABILITY = OpsWith("probabilities", "log_probabilities")
 
 # What each loss expects from the network's output.
@@ -214,7 +215,29 @@ def num(x: float) -> str:
         return f"{int(x):,}"
     if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
         return f"{x:.2g}"
-    return f"{x:.3g}"
+    for digits in range(3, 10):  # a value that is not whole is never shown as one (0.99997)
+        text = f"{x:.{digits}g}"
+        if float(text) != round(x) or float(x).is_integer():
+            return text
+    return f"{x:.10g}"
+
+
+def article(phrase: str) -> str:
+    """'a 5x5', 'an 11x11', 'an 8-wide': the article English reads aloud before a number.
+
+    >>> article("11x11"), article("5x5"), article("8-wide"), article("18x18"), article("110-wide")
+    ('an 11x11', 'a 5x5', 'an 8-wide', 'an 18x18', 'a 110-wide')
+    """
+    lead = phrase.split("x")[0].split("-")[0]
+    group = lead[:len(lead) % 3 or 3]  # the digits read first: 11 of 11,000, 110 of 110,000
+    vowel = lead.isdigit() and (group[0] == "8" or group in ("11", "18"))
+    return ("an " if vowel else "a ") + phrase
+
+
+def window(ks) -> str:
+    """A kernel as users say it: '5x5', '3x3x3', and a 1-D kernel '5-wide'."""
+    ks = tuple(ks)
+    return f"{ks[0]}-wide" if len(ks) == 1 else "x".join(map(str, ks))
 
 
 def power(base: float, exponent: int | float) -> float:

@@ -19,6 +19,7 @@ RULE_MODULES = (
     "rules_design",           # NN6xx
     "rules_training",         # NN7xx
     "rules_memory",           # NN8xx
+    "rules_run",              # NN108-109, NN210, NN316, NN514-515, NN720: the whole run
     "suppress",               # NN90x
     "nnspec.train.health",    # NN91x: found by the trainer at run time
 )

@@ -4,7 +4,7 @@ the loss, saturating stacks."""
 from __future__ import annotations
 
 from .catalogue import rule
-from .context import (LOSS_INPUT, PROBABILITY, REGRESSION, RELU_LIKE, SATURATING,
+from .context import (LINEAR_PASS, LOSS_INPUT, NORMALIZES, PROBABILITY, REGRESSION, RELU_LIKE, SATURATING,
                       Context, num)
 from .variance import expect, second_moments
 
@@ -15,8 +15,8 @@ def _is_weighted(nd) -> bool:
 
 @rule(
     "NN301", "linear-layers-collapse", "warning",
-    summary="Two conv/linear layers with no non-linearity between them (only reshapes, "
-            "dropout, batch norm or average pooling, which are linear at inference).",
+    summary="Two conv/linear layers in a plain chain with nothing non-linear or normalising "
+            "between them (only reshapes, dropout or average pooling, linear at inference).",
     why="The composition of linear maps is one linear map: the pair has the capacity of a "
         "single layer (of rank at most the narrower width) at the cost of two.",
     bad="""
@@ -30,15 +30,18 @@ def _is_weighted(nd) -> bool:
         linear(10)
     """,
     fix="Put an activation between them (`linear(32) relu`), or merge them into one layer.",
-    false_positives="Deliberate low-rank factorisations and linear bottlenecks "
-                    "(MobileNetV2's projection) do this on purpose: silence with a reason.",
+    false_positives="Deliberate low-rank factorisations do this on purpose: silence with a "
+                    "reason. Structures linear by design are not reported: a normalisation "
+                    "between the two layers (MobileNetV2's linear bottleneck), or a first layer "
+                    "whose output is also used elsewhere (a projection shortcut beside a "
+                    "residual path), which no single layer could replace.",
 )
 def linear_collapse(cx: Context):
     for nd in cx.nodes[1:]:
         if not _is_weighted(nd):
             continue
-        prev = cx.back(nd)
-        if not _is_weighted(prev):
+        prev = _collapsible_partner(cx, nd)
+        if prev is None:
             continue
         s_prev, s_nd = cx.analysis.layers[prev.id], cx.analysis.layers[nd.id]
         notes = ()
@@ -53,6 +56,21 @@ def linear_collapse(cx: Context):
 
 
 _PASS_THROUGH = frozenset({"dropout", "identity", "flatten"})
+
+
+def _collapsible_partner(cx: Context, nd):
+    """The weighted layer that `nd` would merge with: reached through single-input linear
+    ops that do not normalise, along a chain whose every tensor feeds only the next step.
+    None where a normalisation intervenes or the chain branches (merging is then impossible)."""
+    cur = cx.source(nd)
+    while True:
+        if len(cx.consumers[cur.id]) != 1:
+            return None
+        if _is_weighted(cur):
+            return cur
+        if cur.op not in LINEAR_PASS or cur.op in NORMALIZES or len(cur.inputs) != 1:
+            return None
+        cur = cx.source(cur)
 
 
 @rule(
@@ -398,24 +416,37 @@ _SLOPE_LIMIT = 1e-3
 )
 def saturating_stack(cx: Context):
     """The estimate: product of E[f'(z)] over the stack, z ~ N(0, E[z²]) from the
-    initialisation model (nnspec.lint.variance); batch norm and merges restart the stack."""
+    initialisation model (nnspec.lint.variance); batch norm and merges restart the stack.
+    One finding per run, at its last layer, with the whole run's length and factor."""
     q = second_moments(cx)
-    depth: dict[int, tuple[int, float]] = {0: (0, 1.0)}
-    reported = False
+    # node id -> (run length, gradient factor, first activation of the run, largest E[z²])
+    depth: dict[int, tuple] = {0: (0, 1.0, None, 0.0)}
+    ends: dict[int, tuple] = {}  # first activation's id -> the run at its longest
     for nd in cx.nodes[1:]:
         if nd.op == "batchnorm" or nd.opdef.category == "merge":
-            depth[nd.id] = (0, 1.0)
+            depth[nd.id] = (0, 1.0, None, 0.0)
             continue
-        d, scale = depth[nd.inputs[0]]
+        d, scale, first, big = depth[nd.inputs[0]]
         if nd.op in SATURATING:
             var = q[nd.inputs[0]] if q[nd.inputs[0]] is not None else 1.0
-            d, scale = d + 1, scale * expect(nd.op, dict(nd.attrs), var, "slope")
-            if scale < _SLOPE_LIMIT and not reported:
-                reported = True
-                yield cx.hit(nd, f"{nd.name}: {d} saturating activations in a row without "
-                                 f"normalisation or a residual path; their slopes alone scale "
-                                 f"the gradient by about {num(scale)}")
-        depth[nd.id] = (d, scale)
+            first = first or nd
+            d, scale, big = d + 1, scale * expect(nd.op, dict(nd.attrs), var, "slope"), max(big, var)
+            if first.id not in ends or ends[first.id][0] < d:
+                ends[first.id] = (d, scale, first, big, nd)
+        depth[nd.id] = (d, scale, first, big)
+    for d, scale, first, big, last in ends.values():
+        if scale >= _SLOPE_LIMIT:
+            continue
+        notes, help = [], None
+        init = cx.init_of(first) if cx.train is not None else None
+        if init is not None and init.name in ("normal", "uniform") and big > 2.0:
+            notes.append(f"init {init} gives the activations inputs of second moment up to "
+                         f"{num(big)}: they sit in the flat tails, where the slope is near 0")
+            help = "init xavier scales the weights by the fan and keeps the inputs near 1"
+        span_of = f"{first.name} … {last.name}" if first is not last else last.name
+        yield cx.hit(last, f"{span_of}: {d} saturating activations in a row without "
+                           f"normalisation or a residual path; their slopes scale the "
+                           f"gradient by about {num(scale)}", help=help, notes=notes)
 
 
 @rule(

@@ -7,7 +7,7 @@ import math
 
 from ..ops import shape_str
 from .catalogue import rule
-from .context import Context
+from .context import Context, article, plural, window
 
 _BIG_NETWORK = 1_000_000     # parameters: below this, where they sit hardly matters
 _BIG_ACTIVATIONS = 1_000_000  # activation elements per sample
@@ -47,9 +47,27 @@ def parameter_concentration(cx: Context):
     share = top.params / total
     if share > 0.5:
         yield cx.hit(top.node, f"{top.node.name} holds {top.params:,} of the {total:,} parameters "
-                               f"({share:.0%})",
-                     help="global average pooling before the classifier removes most of them"
-                          if top.node.op == "linear" else None)
+                               f"({share:.0%})", help=_concentration_help(cx, top.node))
+
+
+def _seen_map(cx: Context, nd):
+    """The tensor a layer reads, before any flatten/dropout/identity: (shape, pooled), where
+    pooled says a global pooling reduced it to one value per channel on the way."""
+    cur = cx.source(nd)
+    while cur.op in ("flatten", "dropout", "identity") and len(cur.inputs) == 1:
+        cur = cx.source(cur)
+    pooled = any("global_pool" in x.opdef.traits for x in cx.nodes[1:cur.id + 1])
+    return cur.shape, pooled
+
+
+def _concentration_help(cx: Context, nd) -> str:
+    if nd.opdef.category == "linear":
+        shape, pooled = _seen_map(cx, nd)
+        if len(shape) > 1 and not pooled:
+            return (f"it reads the flattened {shape_str(shape)} map: global average pooling "
+                    f"before it ({shape[0]:,} values) removes most of them")
+        return "a narrower layer here, or a narrower one before it, shrinks it"
+    return "fewer channels here, or a 1x1 reduction before it (a bottleneck), shrinks it"
 
 
 @rule(
@@ -138,7 +156,7 @@ def channels_not_growing(cx: Context):
     for big, small in zip(areas, areas[1:]):
         (c_big, n_big), (c_small, n_small) = stages[big], stages[small]
         if big >= 2 * small and c_small < c_big:  # a real downsampling, not a valid-padding trim
-            yield cx.hit(n_small, f"{n_small.name}: {c_small} channels at "
+            yield cx.hit(n_small, f"{n_small.name}: {plural(c_small, 'channel')} at "
                                   f"{shape_str(n_small.shape[1:])}, fewer than the {c_big} at "
                                   f"{shape_str(n_big.shape[1:])} before it")
 
@@ -218,9 +236,9 @@ def large_kernel(cx: Context):
         stacked = 3 ** dims * (c_in * m + (n - 2) * m * m + m * c_out) // g
         if stacked >= one:
             continue
-        win = shape_str((f,) * dims)
-        yield cx.hit(nd, f"{nd.name}: a {win} conv with {one:,} weights; {n} stacked "
-                         f"{shape_str((3,) * dims)} convs see the same {win} window with "
+        win = window((f,) * dims)
+        yield cx.hit(nd, f"{nd.name}: {article(win)} conv with {one:,} weights; {n} stacked "
+                         f"{window((3,) * dims)} convs see the same {win} window with "
                          f"{stacked:,} weights and {n - 1} more non-linearit"
                          f"{'y' if n == 2 else 'ies'}")
 
@@ -253,9 +271,13 @@ def fc_on_image(cx: Context):
         return
     first = cx.weighted[0]
     if first.opdef.category == "linear":
-        yield cx.hit(first, f"{first.name}: the first weighted layer is fully connected on the "
-                            f"{shape_str(shape)} input ({cx.analysis.layers[first.id].params:,} "
-                            f"parameters)")
+        seen, pooled = _seen_map(cx, first)
+        if len(seen) < 2:
+            return  # global pooling came first: the layer reads one value per channel
+        where = (f"the {shape_str(shape)} input" if seen == shape else
+                 f"the {shape_str(seen)} map made from the {shape_str(shape)} input")
+        yield cx.hit(first, f"{first.name}: the first weighted layer is fully connected on "
+                            f"{where} ({cx.analysis.layers[first.id].params:,} parameters)")
 
 
 _DEEP = 30
@@ -263,8 +285,8 @@ _DEEP = 30
 
 @rule(
     "NN607", "deep-plain-network", "info",
-    summary="A network with 30 or more weighted layers in a row and no residual (`add`) "
-            "connection.",
+    summary="A network whose shortest path from input to output crosses 30 or more weighted "
+            "layers: no residual (`add`) or dense (`concat` with the input) shortcut.",
     why="Plain networks that deep train worse than shallower ones — the degradation problem "
         "that residual connections solved (He et al. 2015: a 34-layer plain network did worse "
         "than an 18-layer one) — even with batch norm.",
@@ -294,7 +316,10 @@ def deep_plain(cx: Context):
     depth = [0] * len(cx.nodes)
     deepest = None
     for nd in cx.nodes[1:]:
-        d = max(depth[i] for i in nd.inputs) + (nd.opdef.category in ("conv", "linear"))
+        # a merge is as deep as its shortest path: `concat { identity … }` (dense
+        # connectivity) carries its input forward past the layers, as a residual add does
+        pick = min if "merge" in nd.opdef.traits else max
+        d = pick(depth[i] for i in nd.inputs) + (nd.opdef.category in ("conv", "linear"))
         depth[nd.id] = d
         if d >= _DEEP and deepest is None:
             deepest = nd

@@ -101,16 +101,18 @@ def _next_activation(cx: Context, nd):
     """,
     fix="`init he` for ReLU-like activations, `init xavier` for tanh and sigmoid.",
     false_positives="In shallow networks (a few layers) the mismatch compounds little; "
-                    "NN403 reports when it actually matters.",
+                    "NN403 reports when it actually matters. The output's own activation (a "
+                    "sigmoid head) is not counted: no later layer compounds it.",
 )
 def init_activation_mismatch(cx: Context):
     if cx.train is None:
         return
     pairs = []
+    hidden = cx.downstream_weighted()
     for nd in cx.weighted:
         act = _next_activation(cx, nd)
-        if act is None:
-            continue
+        if act is None or act.id not in hidden:
+            continue  # an output activation: no later layer compounds the mismatch
         scheme = cx.init_of(nd).name
         if (scheme == "xavier" and act.op in RELU_LIKE) or (scheme == "he" and act.op in SATURATING):
             pairs.append((nd, act))

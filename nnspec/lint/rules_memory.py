@@ -123,8 +123,13 @@ def parameter_memory(cx: Context):
         return
     params, grads, state = _fixed(cx)
     if params + grads + state > budget:
-        yield cx.hit(_where(cx), f"parameters ({human_bytes(params)}), gradients "
+        # the batch plays no part in it: point at the layer holding the most parameters
+        big = max(cx.analysis.layers[1:], key=lambda s: s.params, default=None)
+        where = big.node if big is not None and big.params else cx.nodes[0]
+        notes = [f"the largest layer, {big.node.name}, holds {big.params:,} parameters"] \
+            if big is not None and big.params else []
+        yield cx.hit(where, f"parameters ({human_bytes(params)}), gradients "
                                  f"({human_bytes(grads)}) and optimizer state "
                                  f"({human_bytes(state)}) need "
                                  f"{human_bytes(params + grads + state)}, above the "
-                                 f"{human_bytes(budget)} budget")
+                                 f"{human_bytes(budget)} budget", notes=notes)

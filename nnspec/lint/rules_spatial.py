@@ -10,7 +10,7 @@ import math
 
 from ..ops import _window_out, shape_str
 from .catalogue import rule
-from .context import CLASSIFICATION, Context, num, plural
+from .context import CLASSIFICATION, Context, num, plural, window
 
 _AXIS_WORD = {"H": "row", "W": "column", "L": "position", "D": "slice"}
 
@@ -56,6 +56,28 @@ def _fmt_f(k: int, d: int) -> str:
         "or use ceil_mode=true on a pooling layer.",
 )
 def window_does_not_tile(cx: Context):
+    """One root cause, one finding: a layer whose input sizes come from an earlier layer
+    that already loses rows is a consequence (fixing the first changes its sizes); it is a
+    note on the first finding, not a finding of its own."""
+    found = list(_untiled(cx))
+    at = {nd.id: i for i, (nd, _, _) in enumerate(found)}
+    root: dict[int, int] = {}  # node id -> index of the upstream finding it follows from
+    notes: dict[int, list[str]] = {}
+    for nd in cx.nodes[1:]:
+        up = next((root[i] for i in nd.inputs if i in root), None)
+        if nd.id in at:
+            if up is None:
+                up = at[nd.id]
+            else:
+                notes.setdefault(up, []).append(f"then {found[at[nd.id]][1]}")
+        if up is not None:
+            root[nd.id] = up
+    for i, (nd, msg, help) in enumerate(found):
+        if root.get(nd.id) == i:
+            yield cx.hit(nd, msg, help=help, notes=notes.get(i, ()))
+
+
+def _untiled(cx: Context):
     for nd, sizes, ks, ss, ps, ds in _windowed(cx):
         if nd.attrs.get("ceil_mode"):
             continue
@@ -90,7 +112,7 @@ def window_does_not_tile(cx: Context):
                          f"windows cover the input")
         if nd.opdef.category == "pool":
             fixes.append("ceil_mode=true keeps a last, partial window")
-        yield cx.hit(nd, msg, help=", or ".join(fixes) or None)
+        yield nd, msg, ", or ".join(fixes) or None
 
 
 def _pad_fix(N: int, eff: int, S: int, P: int) -> int | None:
@@ -131,14 +153,21 @@ def _pad_fix(N: int, eff: int, S: int, P: int) -> int | None:
                     "purpose so that pretrained weights fit; silence it there with a reason.",
 )
 def ceil_mode_changes_shape(cx: Context):
+    # one choice, one finding: the first pool it changes, the later ones as notes
+    changed = []
     for nd, sizes, ks, ss, ps, ds in _windowed(cx, "pool"):
         if not nd.attrs.get("ceil_mode"):
             continue
         floor = tuple(_window_out(N, K, S, P, D, False) for N, K, S, P, D in zip(sizes, ks, ss, ps, ds))
         ceil = tuple(nd.shape[1:])
         if floor != ceil:
-            yield cx.hit(nd, f"{nd.name}: ceil_mode rounds up to {shape_str(ceil)}; floor rounding "
-                             f"(the default) gives {shape_str(floor)}")
+            changed.append((nd, ceil, floor))
+    if changed:
+        nd, ceil, floor = changed[0]
+        yield cx.hit(nd, f"{nd.name}: ceil_mode rounds up to {shape_str(ceil)}; floor rounding "
+                         f"(the default) gives {shape_str(floor)}",
+                     notes=[f"also {o.name}: {shape_str(c)} instead of {shape_str(f)}"
+                            for o, c, f in changed[1:]])
 
 
 @rule(
@@ -168,6 +197,34 @@ def padding_exceeds_half_kernel(cx: Context):
                 break
 
 
+def _covers(cx: Context, nd) -> bool:
+    """Whether every window of `nd` is at least as wide as its stride."""
+    if not hasattr(nd.opdef, "geometry"):
+        return True
+    _, ks, ss, _, ds = nd.opdef.geometry(cx.graph.in_shapes(nd), nd.attrs)
+    return all(D * (K - 1) + 1 >= S for K, S, D in zip(ks, ss, ds))
+
+
+def _partner_sees_all(cx: Context, nd) -> bool:
+    """Another path from `nd`'s input whose layers, up to the next merge, skip no position."""
+    for first in cx.consumers[nd.inputs[0]]:
+        if first == nd.id:
+            continue
+        cur, ok = cx.nodes[first], True
+        while "merge" not in cur.opdef.traits:
+            if not _covers(cx, cur):
+                ok = False
+                break
+            users = cx.consumers[cur.id]
+            if len(users) != 1:
+                ok = False
+                break
+            cur = cx.nodes[users[0]]
+        if ok:
+            return True
+    return False
+
+
 @rule(
     "NN204", "stride-exceeds-kernel", "info",
     summary="A conv or pooling layer whose stride is larger than its window, so input rows "
@@ -183,11 +240,14 @@ def padding_exceeds_half_kernel(cx: Context):
         conv(32, 3, stride=2, pad=1)
     """,
     fix="Use a window at least as wide as the stride, or pool before a stride-1 layer.",
-    false_positives="ResNet's 1x1 stride-2 projection shortcut does this by design (the main "
-                    "path sees every pixel); it is info for that reason.",
+    false_positives="A layer beside a path that sees every position of the same input (ResNet's "
+                    "1x1 stride-2 projection shortcut next to a 3x3 stride-2 main path) is not "
+                    "reported: the skipped positions reach the merge through its partner.",
 )
 def stride_exceeds_kernel(cx: Context):
     for nd, sizes, ks, ss, ps, ds in _windowed(cx):
+        if len(nd.inputs) == 1 and _partner_sees_all(cx, nd):
+            continue
         for K, S, D in zip(ks, ss, ds):
             eff = D * (K - 1) + 1
             if eff < S:
@@ -221,7 +281,7 @@ def taps_see_only_padding(cx: Context):
         dead = total - math.prod(live)
         if dead:
             per_tap = cx.analysis.layers[nd.id].tensors[0].numel // total  # weights per kernel tap
-            yield cx.hit(nd, f"{nd.name}: {dead:,} of the {total:,} taps of the {shape_str(ks)} kernel "
+            yield cx.hit(nd, f"{nd.name}: {dead:,} of the {total:,} taps of the {window(ks)} kernel "
                              f"only ever see zero padding around the {shape_str(sizes)} input: "
                              f"{dead * per_tap:,} weights never get a gradient")
 

@@ -40,8 +40,9 @@ def _train(cx: Context):
     """,
     fix="Start from the optimizer's usual rate: SGD 0.01–0.1 (with momentum), Adam 1e-3 or "
         "3e-4.",
-    false_positives="Very large batches scale SGD's rate linearly (0.1 × batch/256) and may "
-                    "exceed 1 legitimately.",
+    false_positives="A rate above the range is not reported when it is the linear scaling "
+                    "rule of a large-batch recipe (Goyal et al. 2017): batch above 256, the rate "
+                    "per 256 samples inside the range, and a warm-up in the schedule.",
 )
 def lr_range(cx: Context):
     opt = cx.optimizer
@@ -49,9 +50,22 @@ def lr_range(cx: Context):
         return
     lo, hi = LR_RANGE[opt.name]
     lr = opt.options["lr"]
-    if not lo <= lr <= hi:
+    if lo <= lr <= hi:
+        return
+    batch = cx.train.batch or 0
+    per256 = lr * 256 / batch if batch > 256 else None
+    warm = any(c.name == "warmup" for c in cx.train.schedule or ())
+    if lr > hi and per256 is not None and lo <= per256 <= hi:
+        if warm:
+            return  # the linear scaling rule with a warm-up: a documented large-batch recipe
         yield cx.hit(opt.span, f"{opt.name} learning rate {num(lr)} is outside "
-                               f"[{num(lo)}, {num(hi)}]")
+                               f"[{num(lo)}, {num(hi)}]: the linear scaling of {num(per256)} per "
+                               f"256 samples to batch {batch:,}, without a warm-up",
+                     help="add a warm-up (`schedule warmup(epochs=5), …`): large-batch "
+                          "recipes ramp up to the scaled rate")
+        return
+    yield cx.hit(opt.span, f"{opt.name} learning rate {num(lr)} is outside "
+                           f"[{num(lo)}, {num(hi)}]")
 
 
 _UNIT = {"sgd": ("momentum",), "rmsprop": ("momentum", "decay"), "adam": ("beta1", "beta2"),

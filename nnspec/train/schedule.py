@@ -47,9 +47,9 @@ def lr_at(schedule: Sequence, lr: float, epoch: int, epochs: int) -> float:
         elif name == "constant":
             pass
         elif name == "step":
-            lr *= o.get("gamma", 0.1) ** (e // o["every"])
+            lr *= _pow(o.get("gamma", 0.1), e // o["every"])
         elif name == "multistep":
-            lr *= o.get("gamma", 0.1) ** sum(1 for m in o["milestones"] if m <= e)
+            lr *= _pow(o.get("gamma", 0.1), sum(1 for m in o["milestones"] if m <= e))
         elif name == "exponential":
             lr *= _pow(o["gamma"], e)
         elif name == "inv":
