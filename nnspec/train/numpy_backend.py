@@ -72,7 +72,7 @@ class NumpyBackend:
         m = self.model
         m.train()
         m.step = self.steps
-        out = m.forward(x)
+        out = m.forward(x, input_grad=False)
         value, dout = self.loss_of(out, np.asarray(y))
         m.backward(dout)
         grads = {k: m.grads[k] for k, _ in self.params if k in m.grads}

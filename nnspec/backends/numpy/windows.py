@@ -117,13 +117,13 @@ def conv_forward(x, params, attrs, mode, ctx):
     out = out.transpose(0, 3, 1, 2)
     if x.ndim == 3:
         out = out[:, :, 0, :]
-    return out, ("nhwc", x, wm, weight.shape, (k, s, p, d), attrs["bias"])
+    return out, ("nhwc", x, wm, weight.shape, (k, s, p, d), attrs["bias"], ctx is None or ctx.input_grad)
 
 
 def conv_backward(dout, cache):
     if cache[0] != "nhwc":
         return _conv_grouped_backward(dout, cache)
-    _, x, wm, w_shape, (k, s, p, d), bias = cache
+    _, x, wm, w_shape, (k, s, p, d), bias, input_grad = cache
     x4, d4 = _as_2d(x), _as_2d(dout)
     n, o, oh, ow = d4.shape
     c, h, w = x4.shape[1:]
@@ -131,7 +131,7 @@ def conv_backward(dout, cache):
     if bias:
         grads["bias"] = d4.sum(axis=(0, 2, 3))
     xp = _pad_nhwc(x4, p)
-    dxp = np.zeros_like(xp)
+    dxp = np.zeros_like(xp) if input_grad else None
     dnhwc = d4.transpose(0, 2, 3, 1)
     dwm = np.zeros((o, wm.shape[0]), x.dtype)
     b = min(CHUNK, n)
@@ -145,11 +145,15 @@ def conv_backward(dout, cache):
         dm = dm.reshape(m * oh * ow, o)
         cm = _unfold_nhwc(xp[b0:b0 + m], cols[:m], k, s, d, (oh, ow)).reshape(m * oh * ow, -1)
         dwm += dm.T @ cm
+        if not input_grad:
+            continue
         dcols = np.matmul(dm, wm.T, out=dcols_buf[:m * oh * ow]).reshape(m, oh, ow, k[0], k[1], c)
         dxc = dxp[b0:b0 + m]
         for i, j, rs, cs in _offsets(k, s, d, (oh, ow)):
             dxc[:, rs, cs, :] += dcols[:, :, :, i, j, :]
     grads["weight"] = dwm.reshape(o, k[0], k[1], c).transpose(0, 3, 1, 2).reshape(w_shape)
+    if not input_grad:
+        return None, grads
     dx = dxp[:, p[0]:p[0] + h, p[1]:p[1] + w, :].transpose(0, 3, 1, 2)
     return np.ascontiguousarray(dx).reshape(x.shape), grads
 
