@@ -117,16 +117,20 @@ def conv_forward(x, params, attrs, mode, ctx):
     out = out.transpose(0, 3, 1, 2)
     if x.ndim == 3:
         out = out[:, :, 0, :]
-    return out, ("nhwc", x, wm, weight.shape, (k, s, p, d), attrs["bias"], ctx is None or ctx.input_grad)
+    # keep the input and the weight itself (the live parameter, unchanged until the update),
+    # not the unfolded matrix or the weight's reordered copy: PyTorch's saved tensors
+    return out, ("nhwc", x, weight, (k, s, p, d), attrs["bias"], ctx is None or ctx.input_grad)
 
 
 def conv_backward(dout, cache):
     if cache[0] != "nhwc":
         return _conv_grouped_backward(dout, cache)
-    _, x, wm, w_shape, (k, s, p, d), bias, input_grad = cache
+    _, x, weight, (k, s, p, d), bias, input_grad = cache
     x4, d4 = _as_2d(x), _as_2d(dout)
     n, o, oh, ow = d4.shape
     c, h, w = x4.shape[1:]
+    w_shape = weight.shape
+    wm = weight.reshape(o, c, k[0], k[1]).transpose(2, 3, 1, 0).reshape(-1, o)  # (KH·KW·C, O)
     grads = {}
     if bias:
         grads["bias"] = d4.sum(axis=(0, 2, 3))
