@@ -230,6 +230,8 @@ def _pool_setup(x, attrs, fill):
     # the last window may hang over the right padding (ceil_mode): pad that far too
     extra = [max(0, (o - 1) * si + di * (ki - 1) + 1 - (size + 2 * pi))
              for o, si, di, ki, size, pi in zip((oh, ow), s, d, k, (h, w), p)]
+    if not any(p) and not any(extra):  # no copy: the input in its own memory layout
+        return x4, x4, (k, s, p, d), (oh, ow), extra
     xp = np.pad(x4, ((0, 0), (0, 0), (p[0], p[0] + extra[0]), (p[1], p[1] + extra[1])),
                 constant_values=fill)
     return x4, xp, (k, s, p, d), (oh, ow), extra
@@ -252,15 +254,25 @@ def maxpool_forward(x, params, attrs, mode, ctx):
         arg[better] = t
     if x.ndim == 3:
         out = out[:, :, 0, :]
-    return out, (x.shape, xp.shape, arg, (k, s, p, d), (oh, ow))
+    # the gradient is made in the input's memory layout (channels-last after a convolution)
+    last = xp is x4 and x4.transpose(0, 2, 3, 1).flags.c_contiguous
+    return out, (x.shape, xp.shape, arg, (k, s, p, d), (oh, ow), last)
 
 
 def maxpool_backward(dout, cache):
-    x_shape, xp_shape, arg, (k, s, p, d), (oh, ow) = cache
+    x_shape, xp_shape, arg, (k, s, p, d), (oh, ow), last = cache
     d4 = _as_2d(dout)
-    dxp = np.zeros(xp_shape, dout.dtype)
+    n, c, hp, wp = xp_shape
+    dxp = (np.zeros((n, hp, wp, c), dout.dtype).transpose(0, 3, 1, 2) if last
+           else np.zeros(xp_shape, dout.dtype))
+    disjoint = all(si >= di * (ki - 1) + 1 for si, di, ki in zip(s, d, k))
+    mask = np.empty(arg.shape, bool)
     for t, (_, _, rs, cs) in enumerate(_offsets(k, s, d, (oh, ow))):
-        dxp[:, :, rs, cs] += np.where(arg == t, d4, 0)
+        np.equal(arg, t, out=mask)
+        if disjoint:  # windows do not overlap: each input cell gets at most one gradient
+            np.copyto(dxp[:, :, rs, cs], d4, where=mask)
+        else:
+            dxp[:, :, rs, cs] += np.where(mask, d4, 0)
     h, w = (x_shape[2], x_shape[3]) if len(x_shape) == 4 else (1, x_shape[2])
     return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].reshape(x_shape), {}
 
