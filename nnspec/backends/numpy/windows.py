@@ -246,12 +246,16 @@ def maxpool_forward(x, params, attrs, mode, ctx):
     out = xp[:, :, offs[0][2], offs[0][3]].copy()
     arg = np.zeros(out.shape, np.int16 if len(offs) < 2 ** 15 else np.int64)
     better = np.empty(out.shape, bool)
+    nans = bool(np.isnan(x4).any())  # one reduction spares a NaN test per offset
     for t, (_, _, rs, cs) in enumerate(offs[1:], 1):
         v = xp[:, :, rs, cs]
         np.greater(v, out, out=better)
-        better |= v != v
-        np.copyto(out, v, where=better)
-        arg[better] = t
+        if nans:
+            better |= np.isnan(v)
+            np.copyto(out, v, where=better)
+        else:
+            np.maximum(out, v, out=out)
+        np.copyto(arg, t, where=better)
     if x.ndim == 3:
         out = out[:, :, 0, :]
     # the gradient is made in the input's memory layout (channels-last after a convolution)
