@@ -11,6 +11,9 @@ LeNet-5 <= 1.1, small VGG <= 1.4). Both use the same thread count: torch.set_num
 OpenBLAS's own setter (through ctypes, as threadpoolctl does); the BLAS kernel OpenBLAS chose
 is printed (OPENBLAS_CORETYPE forces one: compare a run with it unset).
 
+On a machine whose cores are busy with other work, use `--threads 1`: two BLAS threads on
+two shared cores spin and wait (measured here: the MLP step 1.5 ms with 1 thread, 26 ms with 2).
+
 Then a per-op breakdown of the NumPy step (forward and backward of each op kind, the loss, the
 optimizer, the rest) says what limits the ratio. The last line is one JSON object
 {"mlp": ratio, "lenet5": ratio, "small_vgg": ratio}.
