@@ -153,7 +153,7 @@ def conv_backward(dout, cache):
     # the window gradients one kernel offset at a time, (KH·KW, B·OH·OW, C): each a contiguous
     # block that adds onto its strided slice of dx (faster than one (M, KH·KW·C) product whose
     # slices are strided on both sides)
-    wk = weight.reshape(o, c, k[0] * k[1]).transpose(2, 0, 1)                    # (KH·KW, O, C)
+    wk = np.ascontiguousarray(weight.reshape(o, c, k[0] * k[1]).transpose(2, 0, 1))  # (KH·KW, O, C)
     dk_buf = np.empty((k[0] * k[1], b * oh * ow, c), x.dtype)
     for b0 in range(0, n, b):
         m = min(b, n - b0)
@@ -171,8 +171,9 @@ def conv_backward(dout, cache):
     grads["weight"] = dwm.reshape(o, k[0], k[1], c).transpose(0, 3, 1, 2).reshape(w_shape)
     if not input_grad:
         return None, grads
+    # left channels-last (a view): the layers below take it in that layout, no copy
     dx = dxp[:, p[0]:p[0] + h, p[1]:p[1] + w, :].transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(dx).reshape(x.shape), grads
+    return dx.reshape(x.shape), grads
 
 
 def _conv_grouped_forward(x, params, attrs):
