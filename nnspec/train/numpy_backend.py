@@ -72,7 +72,7 @@ class NumpyBackend:
         m = self.model
         m.train()
         m.step = self.steps
-        out = m.forward(x)
+        out = m.forward(x, input_grad=False)
         value, dout = self.loss_of(out, np.asarray(y))
         m.backward(dout)
         grads = {k: m.grads[k] for k, _ in self.params if k in m.grads}
@@ -102,7 +102,9 @@ class NumpyBackend:
         if c.get("value"):
             for k in grads:
                 grads[k] = np.clip(grads[k], -c["value"], c["value"])
-        norm = math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads.values()))
+        # each gradient's squared norm as one BLAS dot in its own dtype (as torch's
+        # clip_grad_norm_ computes it): no float64 copy of every gradient each step
+        norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
         if c.get("norm"):
             coef = c["norm"] / (norm + 1e-6)
             if coef < 1:

@@ -34,10 +34,13 @@ from ...ops import ACTIVATIONS, NUMPY
 @dataclass(frozen=True)
 class Context:
     """What a layer may need beyond its input: its state-dict name, the run seed and the
-    global training step (the key of its random stream, `nnspec.rng`)."""
+    global training step (the key of its random stream, `nnspec.rng`). `input_grad` False:
+    the layer reads only the network's input and no one asks for its gradient, so a backward
+    that honours it (linear, conv) returns dx None and skips that product, as autograd does."""
     name: str = ""
     seed: int = 0
     step: int = 0
+    input_grad: bool = True
 
 
 class Unsupported(Exception):
@@ -50,16 +53,16 @@ def linear_forward(x, params, attrs, mode, ctx):
     """x (N, F_in), weight (F_out, F_in), bias (F_out,) -> (N, F_out)"""
     out = x @ params["weight"].T
     if attrs["bias"]:
-        out = out + params["bias"]
-    return out, (x, params["weight"], attrs["bias"])
+        out += params["bias"]
+    return out, (x, params["weight"], attrs["bias"], ctx is None or ctx.input_grad)
 
 
 def linear_backward(dout, cache):
-    x, w, bias = cache
+    x, w, bias, input_grad = cache
     grads = {"weight": dout.T @ x}
     if bias:
         grads["bias"] = dout.sum(axis=0)
-    return dout @ w, grads
+    return (dout @ w if input_grad else None), grads
 
 
 # ---- reshapes ---------------------------------------------------------------------------------

@@ -99,9 +99,10 @@ class NumpyModel:
         return self.train(False)
 
     # ---- running
-    def forward(self, x: np.ndarray, grad: bool = True) -> np.ndarray:
+    def forward(self, x: np.ndarray, grad: bool = True, input_grad: bool = True) -> np.ndarray:
         """x (N, *input shape) -> the network's output (N, *output shape). With `grad=False`
-        nothing is kept for backward (evaluation without the caches' memory)."""
+        nothing is kept for backward (evaluation without the caches' memory); with
+        `input_grad=False` backward skips the gradient of x (training: the data needs none)."""
         x = np.asarray(x, self.dtype)
         mode = "train" if self.training else "eval"
         values = {0: x}
@@ -111,7 +112,7 @@ class NumpyModel:
             forward, _ = pair_for(nd.op)
             ins = [values[i] for i in step.inputs]
             arg = tuple(ins) if nd.opdef.n_inputs == 0 else ins[0]
-            ctx = Context(nd.name, self.seed, self.step)
+            ctx = Context(nd.name, self.seed, self.step, input_grad or 0 not in step.inputs)
             m = "eval" if nd.name in self.always_eval else mode
             out, cache = forward(arg, self._local[step.output], nd.attrs, m, ctx)
             if grad:
@@ -142,6 +143,8 @@ class NumpyModel:
                 grads[f"{nd.name}.{k}"] = v
             dxs = dx if nd.opdef.n_inputs == 0 else (dx,)
             for i, di in zip(step.inputs, dxs):
+                if di is None:  # the network's input, its gradient not asked for
+                    continue
                 dvals[i] = di if i not in dvals else dvals[i] + di
         self.grads = grads
         return dvals.get(0, np.zeros(()))

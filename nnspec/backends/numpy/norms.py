@@ -12,18 +12,36 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 # ---- batch norm -------------------------------------------------------------------------------
 
+def channel_sums(a, axes):
+    """a's sums over every axis but the channels (1), as BLAS matrix-vector products: a
+    channels-last array (a convolution's output, and what elementwise layers make of it) is a
+    (positions, C) matrix, a channels-first one a (N·C, positions) matrix. Other layouts:
+    NumPy's sum."""
+    if a.ndim == 2:
+        return np.ones(a.shape[0], a.dtype) @ a
+    last = a.transpose((0,) + tuple(range(2, a.ndim)) + (1,))
+    if last.flags.c_contiguous:
+        rows = last.reshape(-1, a.shape[1])
+        return np.ones(rows.shape[0], a.dtype) @ rows
+    if a.flags.c_contiguous:
+        n, c = a.shape[:2]
+        return (a.reshape(n * c, -1) @ np.ones(a[0, 0].size, a.dtype)).reshape(n, c).sum(axis=0)
+    return a.sum(axis=axes)
+
+
 def batchnorm_forward(x, params, attrs, mode, ctx):
     """x (N, C, *spatial) or (N, C). Training: the batch's mean and biased variance normalise;
     the running mean and the *unbiased* variance (·n/(n−1)) are blended in with `momentum`
-    (PyTorch's convention). Evaluation: the running statistics."""
+    (PyTorch's convention). Evaluation: the running statistics. Sums are BLAS products
+    (`channel_sums`); the normalised input is made in place (it is what backward keeps)."""
     axes = (0,) + tuple(range(2, x.ndim))
     bshape = (1, -1) + (1,) * (x.ndim - 2)
     eps = attrs["eps"]
     if mode == "train":
-        mean = x.mean(axis=axes)
-        xc = x - mean.reshape(bshape)
-        var = (xc * xc).mean(axis=axes)
         m = x.size // x.shape[1]
+        mean = channel_sums(x, axes) / m
+        xc = x - mean.reshape(bshape)
+        var = channel_sums(np.square(xc), axes) / m
         mom = attrs["momentum"]
         rm, rv = params["running_mean"], params["running_var"]
         rm *= 1 - mom
@@ -34,27 +52,34 @@ def batchnorm_forward(x, params, attrs, mode, ctx):
     else:
         xc = x - params["running_mean"].reshape(bshape)
         var = params["running_var"]
-    inv = 1.0 / np.sqrt(var + eps)
-    xhat = xc * inv.reshape(bshape)
+    inv = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    xc *= inv.reshape(bshape)
+    xhat = xc
     out = xhat
     gamma = params["weight"] if attrs["affine"] else None
     if gamma is not None:
-        out = xhat * gamma.reshape(bshape) + params["bias"].reshape(bshape)
+        out = xhat * gamma.reshape(bshape)
+        out += params["bias"].reshape(bshape)
     return out, (xhat, inv, gamma, axes, bshape, mode)
 
 
 def batchnorm_backward(dout, cache):
+    """With g = Σ dout and gx = Σ dout·x̂ over the batch and positions, per channel:
+    dx = γ·inv·(dout − g/m − x̂·gx/m) in training; γ·inv·dout with running statistics."""
     xhat, inv, gamma, axes, bshape, mode = cache
-    grads = {}
-    dxhat = dout
-    if gamma is not None:
-        grads = {"weight": (dout * xhat).sum(axis=axes), "bias": dout.sum(axis=axes)}
-        dxhat = dout * gamma.reshape(bshape)
+    gb = channel_sums(dout, axes)
+    prod = dout * xhat
+    gw = channel_sums(prod, axes)
+    grads = {"weight": gw, "bias": gb} if gamma is not None else {}
+    scale = inv if gamma is None else gamma * inv
+    dx = dout * scale.reshape(bshape)
     if mode != "train":  # running statistics are constants
-        return dxhat * inv.reshape(bshape), grads
-    mean_d = dxhat.mean(axis=axes).reshape(bshape)
-    mean_dx = (dxhat * xhat).mean(axis=axes).reshape(bshape)
-    return (dxhat - mean_d - xhat * mean_dx) * inv.reshape(bshape), grads
+        return dx, grads
+    m = xhat.size // xhat.shape[1]
+    np.multiply(xhat, (scale * gw / m).reshape(bshape), out=prod)
+    dx -= prod
+    dx -= (scale * gb / m).reshape(bshape)
+    return dx, grads
 
 
 # ---- normalisation by statistics of each sample -------------------------------------------------

@@ -66,7 +66,7 @@ class SGD(Optimizer):
                 buf = state["momentum_buffer"] = g.copy()
             else:
                 buf *= self.momentum
-                buf += (1 - self.dampening) * g
+                buf += (1 - self.dampening) * g if self.dampening else g
             g = g + self.momentum * buf if self.nesterov else buf
         p -= self.lr * g
 

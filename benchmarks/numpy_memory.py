@@ -1,0 +1,123 @@
+"""The NumPy executor's training memory against the analyzer's estimate.
+
+    python benchmarks/numpy_memory.py [--batch 16]
+
+For the three models of numpy_vs_torch.py and ResNet-18 at 3x64x64 (a reduced-input copy of
+specs/resnet18.nn, 10 classes), float32, each spec's own optimizer (ResNet-18: its train section's):
+
+- measured: what the model holds after one training step's forward — the distinct arrays its
+  backward caches keep (each counted once by the buffer it lives in; parameters excluded) —
+  plus the parameters and buffers, one gradient per trainable parameter (after backward) and
+  the optimizer's state (after an update);
+- estimate: `spec.analyze(batch=...).totals.train_bytes` (params + grads + optimizer state +
+  kept activations x batch, the kept part from each op's `keeps` in the registry, which
+  matches PyTorch's saved tensors: tests/test_memory.py);
+- the ratio measured / estimate (target within 0.85 .. 1.15), and for information the
+  tracemalloc peak of a whole step (forward, loss, backward, update: the held memory plus the
+  transient buffers — unfolded matrices, temporaries — that exist one layer at a time).
+
+The last line is one JSON object {model: ratio}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import tracemalloc
+
+import numpy as np
+
+import nnspec
+from nnspec.train.numpy_backend import NumpyBackend
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def specs():
+    yield "mlp", nnspec.load(HERE / "specs" / "mlp.nn")
+    yield "lenet5", nnspec.load(HERE / "specs" / "lenet5_28.nn")
+    yield "small_vgg", nnspec.load(HERE / "specs" / "small_vgg.nn")
+    text = (ROOT / "specs" / "resnet18.nn").read_text().replace("input 3x224x224", "input 3x64x64")
+    text = re.sub(r"->\s*\S+", "", text)  # the shape annotations are for 224x224
+    yield "resnet18@64", nnspec.loads(text, "resnet18_64.nn", classes=10)
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _arrays(obj):
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            yield from _arrays(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _arrays(o)
+
+
+def kept_bytes(model) -> int:
+    """Bytes of the distinct buffers the backward caches hold, parameters and buffers excluded."""
+    own = {id(_root(v)) for v in model._state.values()}
+    seen = {}
+    for cache in model._caches.values():
+        for a in _arrays(cache):
+            r = _root(a)
+            if id(r) not in own:
+                seen[id(r)] = r.nbytes
+    return sum(seen.values())
+
+
+def measure(spec, batch: int):
+    nb = NumpyBackend(spec, seed=0)
+    m = nb.model
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + tuple(spec.graph.nodes[0].shape)).astype(np.float32)
+    y = rng.integers(0, 10, batch).astype(np.int64)
+    nb.step(x, y, 0.01)  # the optimizer's state exists from here
+    m.train()
+    m.forward(x, input_grad=False)
+    kept = kept_bytes(m)
+    m._caches = {}
+    state = sum(v.nbytes for v in m._state.values())
+    grads = sum(v.nbytes for k, v in m.grads.items() if k in dict(nb.params))
+    opt = sum(v.nbytes for st in nb.optimizer.state.values() for v in st.values() if isinstance(v, np.ndarray))
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    nb.step(x, y, 0.01)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    held = state + grads + opt + kept
+    return held, kept, state + grads + opt, peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=16)
+    args = ap.parse_args()
+    result = {}
+    print(f"float32, batch {args.batch}, each spec's optimizer; MiB")
+    print(f"{'model':12s} {'kept':>8s} {'est.kept':>8s} {'held':>8s} {'estimate':>8s} {'ratio':>6s} "
+          f"{'step peak':>9s}")
+    mib = 2 ** 20
+    for name, spec in specs():
+        t = spec.analyze(batch=args.batch).totals
+        est_kept = t.kept * 4 * args.batch + t.kept_extra_bytes * args.batch
+        held, kept, fixed, peak = measure(spec, args.batch)
+        ratio = held / t.train_bytes
+        result[name] = round(ratio, 3)
+        print(f"{name:12s} {kept / mib:8.2f} {est_kept / mib:8.2f} {held / mib:8.2f} "
+              f"{t.train_bytes / mib:8.2f} {ratio:6.3f} {(peak + fixed) / mib:9.2f}"
+              f"{'' if 0.85 <= ratio <= 1.15 else '  (outside ±15%)'}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
