@@ -138,7 +138,7 @@ _SAT = frozenset({"elementwise", "saturating"})
 
 ROWS: tuple[Activation, ...] = (
     Activation("relu", "max(0, x)",
-               lambda x, a, xp: xp.where(x > 0, x, 0 * x),
+               lambda x, a, xp: xp.clip(x, 0, None),  # one pass, NaN kept (as torch.relu)
                lambda y, a, xp: xp.as_float(y > 0, y), "output", _RECT, leak=lambda a: 0.0),
     Activation("leaky_relu", "max(a·x, x), a = 0.01 by default",
                lambda x, a, xp: xp.where(x > 0, x, a["a"] * x),
