@@ -88,7 +88,8 @@ def receptive_field_pass(g: Graph, facts: dict) -> tuple:
     out: list = [((1,) * axes, (1,) * axes)]
     all_ins = facts["inputs"]
     for nd in g.nodes[1:]:
-        rf, jump = entering(g, nd, out)
+        inputs = nd.inputs
+        rf, jump = out[inputs[0]] if len(inputs) == 1 else entering(g, nd, out)
         ins = all_ins[nd.id]
         window = nd.opdef.window(ins, nd.shape, nd.attrs) if len(ins[0]) > 1 else None
         if window == "global":
@@ -108,28 +109,33 @@ def kept_pass(g: Graph, facts: dict) -> tuple:
     first trainable parameter record nothing (no gradient flows there)."""
     nodes = g.nodes
     freeze = g.train.freeze if g.train is not None else ()
-    grads = [False] * len(nodes)  # the node's output takes part in a gradient
+    n = len(nodes)
+    grads = [False] * n       # the node's output takes part in a gradient
+    storage = list(range(n))  # the value whose memory a node's output is (views share it)
+    needed = [False] * n
+    extra = [0] * n
+    prod = math.prod
     for nd, ts in zip(nodes, facts["tensors"]):
-        grads[nd.id] = any(grads[i] for i in nd.inputs) or (
-            any(t.role == "param" for t in ts) and not (freeze and is_frozen(nd.name, freeze)))
-    storage = [0] * len(nodes)
-    for nd in nodes:
-        storage[nd.id] = storage[nd.inputs[0]] if nd.inputs and nd.opdef.stores == "view" else nd.id
-    needed = [False] * len(nodes)
-    extra = [0] * len(nodes)
-    for nd in nodes[1:]:
-        if not grads[nd.id]:
+        i, inputs, op = nd.id, nd.inputs, nd.opdef
+        if inputs and op.stores == "view":
+            storage[i] = storage[inputs[0]]
+        g_i = any(grads[j] for j in inputs) or (
+            bool(ts) and any(t.role == "param" for t in ts) and not (freeze and is_frozen(nd.name, freeze)))
+        grads[i] = g_i
+        if not g_i or not inputs:
             continue
-        keeps = nd.opdef.keeps_for(nd.attrs)
+        keeps = op.keeps_for(nd.attrs)
+        if not keeps:
+            continue
         if "input" in keeps:
-            for i in nd.inputs:
-                needed[storage[i]] = True
+            for j in inputs:
+                needed[storage[j]] = True
         if "output" in keeps:
-            needed[storage[nd.id]] = True
+            needed[storage[i]] = True
         if "mask" in keeps:
-            extra[nd.id] += math.prod(nd.shape)
+            extra[i] += prod(nd.shape)
         if "indices" in keeps:
-            extra[nd.id] += 8 * math.prod(nd.shape)  # int64, as PyTorch stores them
+            extra[i] += 8 * prod(nd.shape)  # int64, as PyTorch stores them
     return tuple((math.prod(nd.shape) if needed[nd.id] else 0, extra[nd.id]) for nd in nodes)
 
 
