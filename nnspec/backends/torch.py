@@ -32,7 +32,7 @@ from typing import Callable, Mapping
 
 from ..errors import Diagnostic, SpecError
 from ..ir import Graph, Node
-from ..ops import ACTIVATIONS, window_axes
+from ..ops import is_formula, window_axes
 from ..plan import Plan, Scope, registers
 from ..plan import plan as make_plan
 from .pysource import one, py
@@ -198,8 +198,6 @@ def _no_module(ins, a):
 
 Factory = Callable[[tuple, Mapping], "Layer | None"]
 
-# Activations with more than a formula (a learned slope): never the generic module.
-_NOT_ROWS = frozenset({"prelu"})
 
 TORCH: dict[str, Factory] = {
     # the network input is the argument of forward: no module
@@ -268,7 +266,7 @@ def _elementwise(ins, a, op: str):
 def factory_for(op: str) -> "Factory | None":
     """The op's factory: the table's, else the generic one for an activation row."""
     factory = TORCH.get(op)
-    if factory is None and op in ACTIVATIONS and op not in _NOT_ROWS:
+    if factory is None and is_formula(op):
         return functools.partial(_elementwise, op=op)
     return factory
 

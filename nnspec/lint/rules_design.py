@@ -319,7 +319,7 @@ def deep_plain(cx: Context):
         # a merge is as deep as its shortest path: `concat { identity … }` (dense
         # connectivity) carries its input forward past the layers, as a residual add does
         pick = min if "merge" in nd.opdef.traits else max
-        d = pick(depth[i] for i in nd.inputs) + (nd.opdef.category in ("conv", "linear"))
+        d = pick(depth[i] for i in nd.inputs) + ("weighted" in nd.opdef.traits)
         depth[nd.id] = d
         if d >= _DEEP and deepest is None:
             deepest = nd

@@ -18,10 +18,10 @@ from .base import (KEEPS, OPS, REQUIRED, TRAITS, Arg, ArgError, Example, Op, Ops
 from .windows import _window_out, window_axes
 from . import layers as _layers  # noqa: F401  (registers)
 from . import norms as _norms  # noqa: F401  (registers)
-from .activations import ACTIVATIONS, NUMPY, Activation, torch_xp
+from .activations import ACTIVATIONS, NUMPY, Activation, is_formula, torch_xp
 
 __all__ = ["ACTIVATIONS", "KEEPS", "NUMPY", "OPS", "REQUIRED", "TRAITS", "Activation", "Arg",
-           "ArgError", "Example", "Op", "OpsWith", "Shape", "ShapeError", "Tensor", "n", "register",
+           "ArgError", "Example", "is_formula", "Op", "OpsWith", "Shape", "ShapeError", "Tensor", "n", "register",
            "shape_str", "torch_xp", "user_ops", "window_axes", "with_trait"]
 
 

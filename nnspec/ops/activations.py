@@ -204,12 +204,24 @@ class _Activation(Op):
         return self.row.label(a) if self.row is not None and self.row.label else self.name
 
 
+_TABLE_ROWS: set[str] = set()  # the ops registered from a row (prelu's row only describes it)
+
+
 def _register_row(row: Activation) -> None:
     ACTIVATIONS[row.name] = row
+    _TABLE_ROWS.add(row.name)
     cls = type(row.name.title().replace("_", ""), (_Activation,),
                {"name": row.name, "doc": row.doc, "args": row.args, "row": row,
                 "traits": frozenset(row.traits), "keeps": frozenset({row.keeps})})
     register(cls)
+
+
+def is_formula(op: str) -> bool:
+    """Whether an op is its table row and nothing more: a backend may run it from f and f′
+    alone. Not so for prelu (a learned slope) or a row that draws random numbers in training
+    (rrelu), which need their own implementation in each backend."""
+    row = ACTIVATIONS.get(op)
+    return row is not None and op in _TABLE_ROWS and "random" not in row.traits
 
 
 def add_row(row: Activation) -> None:

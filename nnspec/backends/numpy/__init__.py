@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from ...ops import ACTIVATIONS
+from ...ops import is_formula
 from . import layers as L
 from . import norms as N
 from . import windows as W
@@ -62,9 +62,6 @@ NUMPY_OPS: dict[str, Pair] = {
 # NUMPY_OPS, be an activation row, or be listed here (tests/test_registry.py checks).
 UNSUPPORTED: dict[str, str] = {}
 
-# Activations with more than a formula (a learned or random slope, a normalisation over channels):
-# their own pair in NUMPY_OPS, never the generic row.
-_NOT_ROWS = frozenset({"prelu", "rrelu", "softmax", "log_softmax"})
 
 
 def pair_for(op: str) -> Pair | None:
@@ -72,7 +69,7 @@ def pair_for(op: str) -> Pair | None:
     if op in UNSUPPORTED:
         return None
     found = NUMPY_OPS.get(op)
-    if found is None and op in ACTIVATIONS and op not in _NOT_ROWS:
+    if found is None and is_formula(op):
         return functools.partial(L.activation_forward, op=op), L.activation_backward
     return found
 
