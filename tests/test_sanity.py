@@ -7,6 +7,8 @@ sample), so the batch-mixing bug is planted by wrapping the compiled model's for
 
 from __future__ import annotations
 
+import re
+
 import math
 from pathlib import Path
 
@@ -109,5 +111,17 @@ def test_sanity_leaves_the_callers_random_state_alone():
 
 
 def test_the_docs_table_is_what_the_code_prints():
+    # The gradient check's float64 rounding error (~1e-8) depends on torch's thread count and
+    # summation order, so that one figure is compared by magnitude (and the column padding it
+    # sets is ignored); every other cell of the table exactly.
     doc = (Path(__file__).resolve().parent.parent / "docs" / "train.md").read_text("utf-8")
-    assert "```text\n" + sanity.table(list(checks().values())) + "```" in doc
+    got = sanity.table(list(checks().values()))
+    shown = re.search(r"```text\n(check +result[^`]*)```", doc)
+    assert shown, "docs/train.md lost its sanity table"
+    err = re.compile(r"max relative error ([0-9.e+-]+)")
+    assert all(float(v) < 1e-6 for v in err.findall(shown.group(1)) + err.findall(got))
+
+    def cells(table):
+        return [re.split(r"  +", err.sub("max relative error N", line).rstrip())
+                for line in table.splitlines()]
+    assert cells(shown.group(1)) == cells(got)
