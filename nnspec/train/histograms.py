@@ -327,7 +327,7 @@ def plot(h: Histograms) -> "object":
     cols = min(5, n)
     rows = math.ceil(n / cols)
     fig = plt.figure(figsize=(3.2 * max(cols, 3), 2.7 + 2.2 * rows))
-    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[1.25] + [1] * rows, hspace=0.75, wspace=0.3)
+    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[1.25] + [1] * rows, hspace=0.75, wspace=0.35)
     idx = list(range(n))
     top_left = fig.add_subplot(grid[0, :max(1, cols // 2)])
     top_right = fig.add_subplot(grid[0, max(1, cols // 2):]) if cols > 1 else None
@@ -339,6 +339,12 @@ def plot(h: Histograms) -> "object":
         stds = [r.std for r in h.layers]
         if min(stds) > 0 and max(stds) / min(stds) > 100:
             top_right.set_yscale("log")
+        else:  # from 0: noise in the third digit must not look like a trend
+            top_right.set_ylim(0, 1.15 * max(stds) if max(stds) > 0 else 1)
+    # the same for the means: at least a tenth of the largest spread either side
+    reach = max(max(abs(r.mean) for r in h.layers) * 1.2, 0.1 * max(r.std for r in h.layers)) or 1.0
+    top_left.set_ylim(-reach, reach)
+    top_left.axhline(0, color="grey", linewidth=0.8)
     for ax in (top_left, top_right):
         if ax is not None:
             ax.set_xticks(idx)
@@ -350,6 +356,12 @@ def plot(h: Histograms) -> "object":
         ax = fig.add_subplot(grid[1 + i // cols, i % cols])
         ax.bar(edges[:-1], r.counts, width=width, align="edge", color="C0", linewidth=0)
         sat = f", sat {100 * r.saturated:.0f}%" if r.saturated is not None else ""
+        if r.zeros > 0.1:  # ReLU's spike of exact zeros: cut its bar, say how tall it is
+            sat += f", zeros {100 * r.zeros:.0f}%"
+            at = int(np.searchsorted(edges, 0.0, side="right")) - 1
+            others = [c for k, c in enumerate(r.counts) if k != at]
+            if 0 <= at < len(r.counts) and others and max(others) > 0:
+                ax.set_ylim(0, 1.15 * max(others))
         ax.set_title(f"{r.name} ({r.op})\nmean {_num(r.mean)}, std {_num(r.std)}{sat}", fontsize=8)
         ax.set_xlim(edges[0], edges[-1])
         ax.tick_params(labelsize=7)

@@ -20,7 +20,6 @@ train {
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 
 from .. import ast
@@ -145,18 +144,13 @@ def write_lr(graph, lr: float) -> str:
     try:
         with open(path, "rb") as f:
             raw = f.read()
-        mode = os.stat(path).st_mode & 0o7777
     except OSError as e:
         raise EditError(f"cannot read '{path}' again: {e.strerror or e}") from None
     text = raw.decode("utf-8", "replace")
     bom = BOM if text.startswith(BOM) and text[1:] == graph.source else ""
     if text[len(bom):] != graph.source:
         raise EditError(f"'{path}' changed while the sweep ran; not written")
-    write_atomic(path, (bom + new).encode("utf-8"))
-    try:
-        os.chmod(path, mode)
-    except OSError:
-        pass
+    write_atomic(path, (bom + new).encode("utf-8"))  # keeps the file's permissions
     return format_lr(lr)
 
 
