@@ -47,7 +47,7 @@ from ..ops import OpsWith
 
 BATCH = 256                 # samples in the batch
 BINS = 50                   # histogram bins
-HIST_VALUES = 2_000_000     # values per layer that go into the histogram (first samples)
+HIST_VALUES = 200_000       # values per layer that go into the histogram (first samples; kept in float64)
 QUANTILE = 0.999            # of |value|, for the automatic range
 RANDOM = OpsWith("random")
 SATURATING = OpsWith("saturating")
