@@ -251,6 +251,12 @@ def test_the_sweep_restores_a_torch_backend_and_agrees_with_numpy():
     lrs, losses, _, _ = L.sweep(b, splits.train, batch=32, seed=0, steps=40, end=1e-2)
     after = b.state()
     assert all(np.array_equal(before[k], after[k]) for k in before)
+    import torch
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    L.find_lr(MLP, backend="torch", steps=5)
+    assert torch.equal(torch.rand(3), want)  # the caller's generator is where it was
     t2 = Trainer(nnspec.load(MLP), Options(backend="numpy"))
     _, theirs, _, _ = L.sweep(t2._backend(), splits.train, batch=32, seed=0, steps=40, end=1e-2)
     assert np.allclose(losses, theirs, rtol=1e-4)
@@ -276,10 +282,24 @@ def test_with_lr_replaces_only_the_number(case):
     assert nnspec.loads(out).graph.train.optimizer.options["lr"] == 0.0055
 
 
+def test_with_lr_golden(golden):
+    """What --write makes of each way of writing the optimizer, as a person reads it."""
+    parts = []
+    for case in sorted(WRITE_CASES) + ["no optimizer"]:
+        line = WRITE_CASES[case][0] if case in WRITE_CASES else ""
+        text = SPEC_HEAD + line + SPEC_TAIL
+        parts.append(f"==== {case}\n" + with_lr(nnspec.loads(text, "w.nn").graph, 0.005512))
+    golden("explore/write_lr", "".join(parts))
+
+
 def test_with_lr_adds_an_optimizer_line_where_there_is_none():
     text = SPEC_HEAD + SPEC_TAIL
     out = with_lr(nnspec.loads(text).graph, 2.5e-5)
     assert out == SPEC_HEAD + "  data digits\n  batch 32   # small\n  optimizer sgd(lr=2.5e-5)\n}\n# end\n"
+    crlf = text.replace("\n", "\r\n")  # Windows line ends stay Windows line ends
+    assert with_lr(nnspec.loads(crlf).graph, 2.5e-5) == out.replace("\n", "\r\n")
+    kwarg = (SPEC_HEAD + WRITE_CASES["kwarg"][0] + SPEC_TAIL).replace("\n", "\r\n")
+    assert with_lr(nnspec.loads(kwarg).graph, 0.0055) == kwarg.replace("lr=1e-3 ", "lr=0.0055 ")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -374,3 +394,15 @@ def test_experiments_doc_pictures_come_from_the_script():
         assert (ROOT / "docs" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
         # each picture is drawn by a command the doc shows
         assert " ".join(argv) in text, argv
+
+
+def test_write_lr_keeps_a_byte_order_mark_and_refuses_a_changed_file(tmp_path):
+    from nnspec.train.spec_edit import write_lr
+    spec = tmp_path / "bom.nn"
+    text = SPEC_HEAD + WRITE_CASES["empty"][0] + SPEC_TAIL
+    spec.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    graph = nnspec.load(spec).graph
+    assert write_lr(graph, 0.02) == "0.02"
+    assert spec.read_bytes() == b"\xef\xbb\xbf" + text.replace("rmsprop()", "rmsprop(lr=0.02)").encode()
+    with pytest.raises(EditError, match="changed while the sweep ran"):
+        write_lr(graph, 0.03)  # the file no longer holds the text that was parsed

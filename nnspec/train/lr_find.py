@@ -27,6 +27,7 @@ written to disk (no run directory); `nnspec lr-find --write` alone edits the spe
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -175,13 +176,17 @@ def find_lr(spec, *, data=None, backend: str = "torch", batch: int | None = None
     rates(start, end, steps)  # bad arguments before any work
     t = Trainer(spec, Options(data=data, batch=batch, seed=seed, backend=backend, device=device,
                               precision=precision))
-    try:
-        splits = t._data()
-        b = t._backend()
-    except TrainError as e:
-        raise LRFindError(str(e)) from None
-    lrs, losses, smoothed, stopped = sweep(b, splits.train, batch=t.batch, seed=t.seed,
-                                           start=start, end=end, steps=steps)
+    with contextlib.ExitStack() as stack:
+        if backend == "torch":  # the torch backend seeds torch's generator: the caller's is kept
+            import torch
+            stack.enter_context(torch.random.fork_rng(devices=[]))
+        try:
+            splits = t._data()
+            b = t._backend()
+        except TrainError as e:
+            raise LRFindError(str(e)) from None
+        lrs, losses, smoothed, stopped = sweep(b, splits.train, batch=t.batch, seed=t.seed,
+                                               start=start, end=end, steps=steps)
     picks, minimum = suggest(lrs, smoothed)
     opt = t.cfg.optimizer
     return Sweep(spec.name, spec.graph.file, b.name, t.seed, min(t.batch, len(splits.train.x)),

@@ -76,7 +76,8 @@ def lr_edit(graph, value: str) -> tuple[int, int, str]:
             raise EditError(f"{graph.file}:{train.span.line}: the train section is not one entry per "
                             f"line; add `optimizer sgd(lr={value})` by hand")
         eol = source.find("\n", _offset(source, last.span, end=True))
-        return eol + 1, eol + 1, f"{indent}optimizer sgd(lr={value})\n"
+        newline = "\r\n" if source[eol - 1:eol] == "\r" else "\n"  # the file's own line ends
+        return eol + 1, eol + 1, f"{indent}optimizer sgd(lr={value}){newline}"
     if len(entry.args) != 1 or entry.kwargs:
         raise EditError(f"{entry.span}: the optimizer entry is not one choice")
     choice = entry.args[0]
