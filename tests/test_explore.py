@@ -406,3 +406,15 @@ def test_write_lr_keeps_a_byte_order_mark_and_refuses_a_changed_file(tmp_path):
     assert spec.read_bytes() == b"\xef\xbb\xbf" + text.replace("rmsprop()", "rmsprop(lr=0.02)").encode()
     with pytest.raises(EditError, match="changed while the sweep ran"):
         write_lr(graph, 0.03)  # the file no longer holds the text that was parsed
+
+
+def test_the_numpy_backend_imports_neither_torch_nor_matplotlib():
+    import subprocess
+    import sys
+    code = ("import sys; from nnspec.cli import main; "
+            "main(['histograms', 'examples/init/tanh10.nn', '--synthetic', '--backend', 'numpy', "
+            "'--format', 'json', '--set', 'depth=2']); "
+            "main(['lr-find', 'specs/mlp_digits.nn', '--backend', 'numpy', '--format', 'json', '--steps', '5']); "
+            "print('torch' in sys.modules, 'matplotlib' in sys.modules, file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stderr.strip().splitlines()[-1] == "False False", p.stderr
