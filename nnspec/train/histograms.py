@@ -228,7 +228,7 @@ def _run_numpy(g, x, seed: int, dtype: str, observe) -> None:
     m = NumpyModel(g, dtype=dtype, seed=seed)
     m.train()
     m.always_eval = {nd.name for nd in g.layers if nd.op in RANDOM}
-    m.forward(x, grad=False, observe=lambda nd, ins, out: observe(nd, ins, out))
+    m.forward(x, grad=False, observe=observe)
 
 
 def _run_torch(spec, x, dtype: str, chosen, observe) -> None:
