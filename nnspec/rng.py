@@ -22,6 +22,9 @@ What is keyed by what (the convention the backends share):
     shuffle   name = data split ("train"), step = epoch: the order of the samples
     augment   name = data split, step = global training step: one batch's parameters per step
     split     name = data set, step 0: which samples go to validation
+    histogram name = "input", step 0: the unit-Gaussian batch of `nnspec histograms --synthetic`
+    lr_find   name = data split ("train"), step = pass over the data: the order of the
+              learning-rate finder's mini-batches (its own, so a sweep shares no draw with training)
 
 Because a stream depends on its own key only, adding a layer elsewhere does not change a
 layer's numbers, and step 1000's dropout masks can be drawn without drawing steps 0-999:
@@ -54,7 +57,7 @@ import zlib
 
 import numpy as np
 
-PURPOSES = ("init", "dropout", "shuffle", "augment", "split")
+PURPOSES = ("init", "dropout", "shuffle", "augment", "split", "histogram", "lr_find")
 _LIMIT = 2 ** 64
 
 

@@ -93,6 +93,11 @@ def test_pinned_draws_of_the_other_purposes():
         [[9, 2, 1], [6, 0, 3]]
     assert rng.normal(rng.stream(1, "split", "cifar10"), (3,)).tolist() == \
         [-0.9488292336463928, -0.2082379311323166, -0.4239335358142853]
+    # nnspec histograms --synthetic, nnspec lr-find's batch order (one pass after another)
+    assert rng.normal(rng.stream(0, "histogram", "input"), (3,)).tolist() == \
+        [-0.5699577331542969, 0.7198700308799744, -0.6138364672660828]
+    assert rng.permutation(rng.stream(0, "lr_find", "train", 0), 6).tolist() == [5, 4, 1, 3, 0, 2]
+    assert rng.permutation(rng.stream(0, "lr_find", "train", 1), 6).tolist() == [3, 4, 1, 2, 5, 0]
 
 
 def test_keep_mask_keeps_one_minus_p():

@@ -164,12 +164,21 @@ def check_output(path: str) -> None:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` whole or not at all: a temporary file in the same folder,
-    flushed and fsynced, then renamed over `path`. An OSError becomes a UsageError."""
+    flushed and fsynced, then renamed over `path`. The file keeps the permissions it had, or
+    gets those of a new file (0666 less the umask; mkstemp's own are 0600). An OSError
+    becomes a UsageError."""
     import tempfile
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

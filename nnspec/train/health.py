@@ -363,9 +363,7 @@ class Monitor:
                     elif nd.op in SATURATING and nd.op in ACTIVATIONS:
                         row = ACTIVATIONS[nd.op]
                         kept = (output if row.keeps == "output" else inputs[0]).detach().double().cpu().numpy()
-                        slope = np.abs(row.df(kept, dict(nd.attrs), _np()))
-                        acts[nd.name] = ("saturated", float((slope < FLAT * _peak(row, nd.attrs)).mean()),
-                                         int(kept.size))
+                        acts[nd.name] = ("saturated", flat_fraction(row, nd.attrs, kept), int(kept.size))
             return fn
 
         handles = [self.modules[nd.name].register_forward_hook(hook(nd)) for nd in self.graph.layers
@@ -515,6 +513,14 @@ class Monitor:
 def _np():
     from ..ops.activations import NUMPY
     return NUMPY
+
+
+def flat_fraction(row, attrs, kept) -> float:
+    """The share of values where an activation is flat, |f′| below FLAT of its peak slope
+    (NN915's test; `nnspec histograms` counts the same); `kept` is the row's input or output
+    as its `keeps` says, as NumPy."""
+    slope = np.abs(row.df(np.asarray(kept, np.float64), dict(attrs), _np()))
+    return float((slope < FLAT * _peak(row, attrs)).mean()) if slope.size else 0.0
 
 
 def _peak(row, attrs) -> float:

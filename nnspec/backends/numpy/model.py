@@ -99,10 +99,13 @@ class NumpyModel:
         return self.train(False)
 
     # ---- running
-    def forward(self, x: np.ndarray, grad: bool = True, input_grad: bool = True) -> np.ndarray:
+    def forward(self, x: np.ndarray, grad: bool = True, input_grad: bool = True,
+                observe=None) -> np.ndarray:
         """x (N, *input shape) -> the network's output (N, *output shape). With `grad=False`
         nothing is kept for backward (evaluation without the caches' memory); with
-        `input_grad=False` backward skips the gradient of x (training: the data needs none)."""
+        `input_grad=False` backward skips the gradient of x (training: the data needs none).
+        `observe(node, inputs, output)`, if given, sees every step's values as they are made
+        (`nnspec histograms`)."""
         x = np.asarray(x, self.dtype)
         mode = "train" if self.training else "eval"
         values = {0: x}
@@ -115,6 +118,8 @@ class NumpyModel:
             ctx = Context(nd.name, self.seed, self.step, input_grad or 0 not in step.inputs)
             m = "eval" if nd.name in self.always_eval else mode
             out, cache = forward(arg, self._local[step.output], nd.attrs, m, ctx)
+            if observe is not None:
+                observe(nd, ins, out)
             if grad:
                 self._caches[step.output] = cache
             values[step.output] = out
