@@ -170,6 +170,8 @@ class Members:
     def _run_dir(self) -> Path:
         if self.o.run is not None:
             path = Path(self.o.run).expanduser()
+        elif self.o.resume:
+            raise TrainError(f"--resume needs --run DIR (the folder of the {self.kind} to continue)")
         else:
             path = runs.new_run_dir(self.graph.file, self.o.runs_root)
         try:
