@@ -274,3 +274,15 @@ def test_evaluate_several_weights_shows_each_model_and_their_ensemble(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"{files[0]}: does not fit" in err and "fc1.weight of shape (24, 64)" in err
+
+
+def test_cli_refuses_what_cannot_combine(tmp_path, capsys):
+    from nnspec.cli import main
+    spec = str(ROOT / "examples" / "experiments" / "digits_mlp.nn")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", spec, "--folds", "1"])
+    assert exit_.value.code == 2 and "expected an integer from 2" in capsys.readouterr().err
+    assert main(["train", spec, "--folds", "2", "--plot", str(tmp_path / "p.png")]) == 2
+    assert "does not combine with folds" in capsys.readouterr().err
+    assert main(["train", spec, "--folds", "2", "--bootstrap", "2", "--run", str(tmp_path / "r")]) == 1
+    assert "choose one" in capsys.readouterr().err

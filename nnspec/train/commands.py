@@ -116,8 +116,8 @@ def cmd_train(args) -> int:
     members = bool(args.folds or args.bootstrap or (spec.graph.train is not None and spec.graph.train.folds))
     if members and args.plot:
         from ..cli import UsageError
-        raise UsageError("--plot draws one run; with folds or --bootstrap plot a member: "
-                         "nnspec train … --run DIR/fold-1 --resume --plot FILE.png")
+        raise UsageError("--plot draws one run and does not combine with folds or --bootstrap "
+                         "(each member's curves are in DIR/fold-k/log.jsonl, its table in DIR/summary.json)")
     opts = Options(data=args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
                    run=args.run, resume=args.resume, init_from=args.init_from, backend=args.backend,
                    device=args.device, precision=args.precision, checkpoint_every=args.checkpoint_every,
