@@ -104,6 +104,16 @@ HEALTH = {  # the health checks while training (nnspec/train/health.py, docs/tra
     "off": (),
 }
 
+SAMPLERS = {  # the order of the training samples each epoch (nnspec/train/loop.py)
+    "shuffle": (),      # a permutation of the training samples
+    "balanced": (),     # as many draws, with replacement, each class equally likely (oversampling)
+}
+
+# `class_weights balanced` (scikit-learn's n_samples / (n_classes · count_c), counted on the
+# training samples) or `class_weights (w1, …, wC)`; the losses that take them (PyTorch's weight=)
+CLASS_WEIGHTS = {"balanced": ()}
+WEIGHTED_LOSSES = ("cross_entropy", "nll")
+
 EARLY_STOPPING = (Arg("patience", "count", 10), Arg("min_delta", "float", 0.0),
                   Arg("monitor", "enum:val_loss|val_accuracy|loss|accuracy", "val_loss"))
 CLIP = (Arg("norm", "posfloat", None), Arg("value", "posfloat", None))
@@ -143,6 +153,10 @@ class TrainConfig:
     augment: tuple[Choice, ...] = ()
     classes: int | None = None
     health: Choice | None = None
+    folds: int | None = None                     # k-fold cross-validation (nnspec/train/members.py)
+    snapshots: int | None = None                 # snapshot ensemble of the last M restart cycles
+    class_weights: str | tuple[float, ...] | None = None   # "balanced" or one weight per class
+    sampler: Choice | None = None
     spans: Mapping[str, Span] = field(default_factory=dict)  # entry key -> where it was written
 
     def init_override(self, name: str) -> Choice | None:
@@ -156,12 +170,12 @@ class TrainConfig:
 
 _SCALARS = {  # key -> Arg kind of its single value
     "weight_decay": "float", "l1": "float", "l2": "float", "batch": "count", "epochs": "count",
-    "validation": "prob", "seed": "nonneg", "classes": "count",
+    "validation": "prob", "seed": "nonneg", "classes": "count", "folds": "count", "snapshots": "count",
 }
-_CHOICE = {"loss": LOSSES, "optimizer": OPTIMIZERS, "data": DATA, "health": HEALTH}
+_CHOICE = {"loss": LOSSES, "optimizer": OPTIMIZERS, "data": DATA, "health": HEALTH, "sampler": SAMPLERS}
 _LISTS = {"schedule": SCHEDULES, "augment": AUGMENTS}
 _KWARGS = {"early_stopping": EARLY_STOPPING, "clip": CLIP, "elastic_net": ELASTIC}
-KEYS = tuple(sorted(set(_SCALARS) | set(_CHOICE) | set(_LISTS) | set(_KWARGS) | {"init", "freeze"}))
+KEYS = tuple(sorted(set(_SCALARS) | set(_CHOICE) | set(_LISTS) | set(_KWARGS) | {"init", "freeze", "class_weights"}))
 
 
 def is_frozen(name: str, patterns) -> bool:
@@ -308,6 +322,8 @@ def build_train_config(train: ast.Train, evaluate, errors: Collector) -> TrainCo
                     fail(f"'{key}' takes named values, e.g. `{key} "
                          f"{_KWARGS[key][0].name}=…`", e.span)
                 values[key] = _options(key, _KWARGS[key], kwargs, e.span, fail)
+            elif key == "class_weights":
+                values[key] = _class_weights(args, kwargs, e, fail)
             elif key == "freeze":
                 if kwargs or not args or not all(isinstance(a, str) for a in args):
                     fail("'freeze' takes layer-name patterns in quotes, e.g. `freeze \"features.*\"`")
@@ -327,11 +343,48 @@ def build_train_config(train: ast.Train, evaluate, errors: Collector) -> TrainCo
                     values["init"] = _choice(key, INITS, args[0], e.args[0].span, fail)
         except _Bad:
             continue
+    _check_members(values, spans, errors)
     es = values.pop("elastic_net", None)
     if es:
         values.setdefault("l1", es["l1"])
         values.setdefault("l2", es["l2"])
     return TrainConfig(init_overrides=tuple(overrides), spans=spans, **values)
+
+
+def _class_weights(args, kwargs, e, fail):
+    """`class_weights balanced` or `class_weights (w1, …, wC)`: positive numbers, one per class."""
+    usage = "'class_weights' takes `balanced` or one weight per class in parentheses, e.g. `class_weights (1, 10)`"
+    if kwargs or len(args) != 1:
+        fail(usage, e.span)
+    v, span = args[0], e.args[0].span
+    if isinstance(v, (Sym, CallValue)):
+        if v.name not in CLASS_WEIGHTS or isinstance(v, CallValue):
+            fail(f"unknown class_weights '{v.name}'", span, did_you_mean(v.name, CLASS_WEIGHTS) or usage)
+        return v.name
+    items = v if isinstance(v, tuple) else (v,)
+    if any(isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0 or w == float("inf")
+           for w in items):
+        fail(f"class weights must be positive numbers, got {fmt(v)}", span, usage)
+    return tuple(float(w) for w in items)
+
+
+def _check_members(values: dict, spans: Mapping[str, Span], errors: Collector) -> None:
+    """What the keys of cross-validation and ensembles need from the rest of the section."""
+    if values.get("folds") == 1:
+        errors.add("NN030", "'folds' needs at least 2 folds (one held out, the rest trained on)",
+                   spans["folds"], help="`folds 5` (or remove it)")
+        values.pop("folds")
+    if values.get("snapshots") and not any(s.name == "restarts" for s in values.get("schedule", ())):
+        errors.add("NN030", f"'snapshots {values['snapshots']}' takes one snapshot at the end of each "
+                            "warm-restart cycle, and the schedule has no restarts", spans["snapshots"],
+                   help="add `schedule restarts(period=10)` (cosine cycles of 10 epochs), or remove 'snapshots'")
+        values.pop("snapshots")
+    loss = values.get("loss")
+    if values.get("class_weights") is not None and loss is not None and loss.name not in WEIGHTED_LOSSES:
+        errors.add("NN030", f"'class_weights' weighs the classes of {' or '.join(WEIGHTED_LOSSES)}; "
+                            f"loss {loss.name} takes no class weights", spans["class_weights"],
+                   help="use `loss cross_entropy`, or `sampler balanced` (oversampling works with any loss)")
+        values.pop("class_weights")
 
 
 def _typed(key, kind, v, span, fail):

@@ -19,9 +19,12 @@ What is keyed by what (the convention the backends share):
 
     init      name = parameter name ("conv1.weight"), step 0
     dropout   name = layer name, step = global training step: one mask per layer and step
-    shuffle   name = data split ("train"), step = epoch: the order of the samples
+    shuffle   name = data split ("train"), step = epoch: the order of the samples (or, with
+              `sampler balanced`, the epoch's draws with replacement)
     augment   name = data split, step = global training step: one batch's parameters per step
-    split     name = data set, step 0: which samples go to validation
+    split     name = data set, step 0: which samples go to validation; "folds", step 0: the
+              cross-validation folds; "bootstrap", step m: bagging's resample m;
+              "folds.seed" / "bootstrap.seed", step k: member k's seed (train/members.py)
     histogram name = "input", step 0: the unit-Gaussian batch of `nnspec histograms --synthetic`
     lr_find   name = data split ("train"), step = pass over the data: the order of the
               learning-rate finder's mini-batches (its own, so a sweep shares no draw with training)

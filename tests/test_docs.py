@@ -109,6 +109,9 @@ def train_table() -> str:
         elif key == "init":
             lines.append("| `init` | a scheme, or a quoted layer pattern and a scheme | "
                          + ", ".join(f"`{signature(n, a)}`" for n, a in config.INITS.items()) + " |")
+        elif key == "class_weights":
+            lines.append("| `class_weights` | a choice, or one positive weight per class in parentheses | "
+                         + ", ".join(f"`{n}`" for n in config.CLASS_WEIGHTS) + ", `(1, 10)` |")
         elif key == "freeze":
             lines.append('| `freeze` | quoted layer-name patterns, comma-separated | `"features"`, `"layer1.*"`, `"fc?"` |')
         else:  # a key added to config.KEYS without documentation

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from ..ops import shape_str
-from ..train.schedule import trajectory
+from ..train.schedule import cycle_ends, trajectory
 from .catalogue import rule
 from .context import NORMALIZES, REGRESSION, Context, num, plural
 
@@ -174,6 +174,54 @@ def lr_trajectory(cx: Context):
                                  f"(cycles end at epochs {', '.join(map(str, ends[-3:]))}, next "
                                  f"{at + length}): the last rate is {num(last / peak)} of the peak",
                          help=f"train {ends[-1]} or {at + length} epochs")
+
+
+@rule(
+    "NN725", "snapshots-exceed-cycles", "warning",
+    summary="`snapshots M` asks for more snapshots than the run has warm-restart cycles: one "
+            "snapshot is taken at the end of each cycle that ends within the epochs.",
+    why="A snapshot ensemble (Huang et al. 2017) averages the models at the ends of the last M "
+        "cycles, where the learning rate has annealed to its minimum; a run with fewer cycles "
+        "ensembles fewer models than asked, and a cycle cut short by the last epoch gives none.",
+    bad="""
+        input 64
+        linear(10)
+        train {
+          schedule restarts(period=10)
+          snapshots 5
+          epochs 30
+        }
+    """,
+    good="""
+        input 64
+        linear(10)
+        train {
+          schedule restarts(period=10)
+          snapshots 3
+          epochs 30
+        }
+    """,
+    fix="Train for M cycles (epochs = M · period with mult 1), or ask for fewer snapshots.",
+)
+def snapshots_exceed_cycles(cx: Context):
+    t = cx.train
+    if t is None or not t.snapshots:
+        return
+    E = t.epochs or 10       # the trainer's default
+    if E > _MAX_EPOCHS:
+        return
+    ends = cycle_ends(t.schedule, E)
+    if len(ends) < t.snapshots:
+        restarts = next(s for s in t.schedule if s.name == "restarts")
+        period = restarts.options["period"]
+        needed = (f"{t.snapshots * period} epochs" if restarts.options.get("mult", 1) == 1 else
+                  "more epochs")
+        yield cx.hit(cx.span("snapshots"),
+                     f"snapshots {t.snapshots}, but the {E} epochs end "
+                     f"{plural(len(ends), 'restart cycle')}"
+                     + (f" (at epochs {', '.join(map(str, ends))})" if ends else "")
+                     + f": the ensemble gets {len(ends)}",
+                     help=f"train {needed}, or `snapshots {max(1, len(ends))}`")
 
 
 @rule(

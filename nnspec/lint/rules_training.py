@@ -408,7 +408,8 @@ def patience(cx: Context):
 )
 def es_without_validation(cx: Context):
     es = _es(cx)
-    if es and es["monitor"].startswith("val_") and not cx.train.validation:
+    # (with `folds` the held-out fold is every run's validation split)
+    if es and es["monitor"].startswith("val_") and not cx.train.validation and not cx.train.folds:
         yield cx.hit(cx.span("early_stopping"), f"early stopping monitors {es['monitor']} but "
                                                 f"there is no validation split")
 

@@ -5,6 +5,9 @@
     nnspec train net.nn --run runs/a --resume            continues exactly where it stopped
     nnspec train head.nn --init-from runs/a/best.safetensors   weights only: transfer learning
     nnspec evaluate net.nn --weights runs/a/best.safetensors   accuracy, per class, confusion
+    nnspec train net.nn --folds 5 --run runs/cv          k-fold cross-validation: mean ± std
+    nnspec train net.nn --bootstrap 5 --run runs/bag     bagging: 5 resamples, their ensemble
+    nnspec evaluate net.nn --weights a.safetensors b.safetensors   each model and the ensemble
 
 Exit codes: 0 done, 1 the run could not start or continue (a one-line reason), 2 usage,
 130 interrupted (after writing a checkpoint and printing the command that resumes).
@@ -38,6 +41,12 @@ def register(sub) -> None:
                    help="bf16/fp16: autocast on a GPU; fp64: double precision")
     t.add_argument("--checkpoint-every", type=_nonneg, default=0, metavar="N",
                    help="also write a checkpoint every N steps (default: at the end of each epoch)")
+    t.add_argument("--folds", type=_at_least_2, metavar="K",
+                   help="k-fold cross-validation (overrides `folds`): DIR/fold-1 … fold-K, mean ± std; "
+                        "the same command again resumes the interrupted fold")
+    t.add_argument("--bootstrap", type=_at_least_2, metavar="M",
+                   help="bagging: M models on resamples with replacement (DIR/bootstrap-1 …), their "
+                        "ensemble beside each")
     t.add_argument("--report", metavar="FILE", help="write the run's summary as JSON")
     t.add_argument("--plot", metavar="FILE.png", help="draw loss, accuracy and learning-rate curves "
                                                       "(needs matplotlib)")
@@ -49,7 +58,9 @@ def register(sub) -> None:
     e = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of weights")
     e.add_argument("file", help="a .nn spec")
     e.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a network parameter")
-    e.add_argument("--weights", required=True, metavar="FILE", help="a .safetensors checkpoint")
+    e.add_argument("--weights", required=True, nargs="+", metavar="FILE",
+                   help="a .safetensors checkpoint; several: each model and their ensemble (mean probability)")
+    e.add_argument("--backend", choices=("torch", "numpy"), default="torch")
     e.add_argument("--data", help="as for train (default: the train section's)")
     e.add_argument("--split", choices=("test", "val", "train"), default="test")
     e.add_argument("--format", choices=("text", "json"), default="text")
@@ -75,6 +86,10 @@ def _int(v: str, low: int) -> int:
     return n
 
 
+def _at_least_2(v: str) -> int:
+    return _int(v, 2)
+
+
 def _positive_float(v: str) -> float:
     import argparse
     import math
@@ -98,13 +113,22 @@ def cmd_train(args) -> int:
     spec = _load(args.file, args)
     if args.sanity:
         return _sanity(spec, args)
+    members = bool(args.folds or args.bootstrap or (spec.graph.train is not None and spec.graph.train.folds))
+    if members and args.plot:
+        from ..cli import UsageError
+        raise UsageError("--plot draws one run and does not combine with folds or --bootstrap "
+                         "(each member's curves are in DIR/fold-k/log.jsonl, its table in DIR/summary.json)")
     opts = Options(data=args.data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
                    run=args.run, resume=args.resume, init_from=args.init_from, backend=args.backend,
                    device=args.device, precision=args.precision, checkpoint_every=args.checkpoint_every,
-                   handle_signals=True, command=_command(args))
+                   handle_signals=True, command=_command(args), folds=args.folds, bootstrap=args.bootstrap)
     view = _view()
     try:
-        result = Trainer(spec, opts, view.event).run()
+        if members:
+            from .members import run_members
+            result = run_members(spec, opts, view.event)
+        else:
+            result = Trainer(spec, opts, view.event).run()
     except Interrupted as e:
         view.close()
         print(f"interrupted: the last checkpoint is in {e.run_dir}\nresume with: {e.command}",
@@ -148,9 +172,9 @@ def _sanity(spec, args) -> int:
 
 def _command(args) -> str:
     parts = ["nnspec", "train", args.file]
-    for flag in ("data", "epochs", "batch", "lr", "seed", "device", "precision"):
+    for flag in ("data", "epochs", "batch", "lr", "seed", "device", "precision", "folds", "bootstrap", "backend"):
         v = getattr(args, flag)
-        if v is not None and not (flag == "device" and v == "cpu") and not (flag == "precision" and v == "fp32"):
+        if v is not None and (flag, v) not in (("device", "cpu"), ("precision", "fp32"), ("backend", "torch")):
             parts += [f"--{flag}", str(v)]
     for s in args.set or ():
         parts += ["--set", s]
@@ -183,10 +207,41 @@ class _Plain:
             acc = e.get("test_accuracy")
             tail = f", test accuracy {acc:.4f}" if acc is not None else ""
             best = f", best epoch {e['best_epoch']}" if e.get("best_epoch") else ""
-            print(f"done in {e['seconds']:.1f} s ({e['stopped']}){best}{tail}", flush=True)
+            who = f"{e['member']}: " if e.get("member") else ""
+            print(f"{who}done in {e['seconds']:.1f} s ({e['stopped']}){best}{tail}", flush=True)
+        elif kind == "class_weights":
+            weights = ", ".join(f"{c}: {w:.4g}" for c, w in enumerate(e["weights"]))
+            print(f"class weights ({e['rule']}; the loss is their weighted mean, as PyTorch's weight=): "
+                  f"{weights}", flush=True)
+        elif kind == "snapshots":
+            print(_snapshot_table(e), end="", flush=True)
+        elif kind == "members":
+            what = "folds" if e["kind"] == "folds" else "bootstrap models"
+            print(f"{e['count']} {what}, seed {e['seed']}; run {e['run']}", flush=True)
+        elif kind == "member":
+            name = "fold" if e["kind"] == "folds" else "bootstrap model"
+            state = {"done": "finished earlier, not retrained", "resume": "resuming",
+                     "start": "training"}[e["status"]]
+            print(f"{name} {e['index']}/{e['count']} (seed {e['seed']}): {state}", flush=True)
+        elif kind == "members_end":
+            from .members import table
+            print(table(e), end="", flush=True)
 
     def close(self) -> None:
         pass
+
+
+def _snapshot_table(e: dict) -> str:
+    """Each snapshot's accuracy and the snapshot ensemble's, per evaluated split."""
+    from .ensemble import table
+    if not e["cycles"]:
+        return f"snapshots {e['wanted']}: no restart cycle ended during the run, no snapshot taken\n"
+    out = [f"snapshot ensemble of cycles {', '.join(map(str, e['cycles']))} "
+           f"({len(e['cycles'])} of the {e['wanted']} wanted):"]
+    for name, scored in e["splits"].items():
+        out.append(f"{name} split ({scored['samples']:,} samples):")
+        out.append(table(scored, "snapshot").rstrip("\n"))
+    return "\n".join(out) + "\n"
 
 
 def _init_table(e: dict) -> str:
@@ -202,6 +257,8 @@ def _init_table(e: dict) -> str:
 
 def _epoch_line(e: dict) -> str:
     parts = [f"epoch {e['epoch']}/{e['epochs']}", f"loss {e['train_loss']:.4f}"]
+    if e.get("member"):
+        parts.insert(0, e["member"])
     if e.get("val_loss") is not None:
         parts.append(f"val loss {e['val_loss']:.4f}")
     if e.get("val_accuracy") is not None:
@@ -271,7 +328,8 @@ def cmd_evaluate(args) -> int:
 
     spec = _load(args.file, args)
     try:
-        ev = evaluate(spec, args.weights, data=args.data, split=args.split)
+        ev = evaluate(spec, args.weights if len(args.weights) > 1 else args.weights[0], data=args.data,
+                      split=args.split, backend=args.backend)
     except EvaluateError as e:
         _err(str(e))
         return 1

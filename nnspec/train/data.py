@@ -108,6 +108,45 @@ def load(choice_or_str, *, root=None, validation: float = 0.0, seed: int = 0,
     return _finish(raw, validation, seed)
 
 
+@dataclass(frozen=True, eq=False)
+class Pool:
+    """The non-test samples of a source, raw (not normalised): the training split, then the
+    validation split (`n_train` marks where it starts), and the test split apart. What
+    cross-validation deals into folds and bagging resamples (nnspec/train/members.py)."""
+    x: np.ndarray
+    y: np.ndarray
+    n_train: int
+    test: tuple[np.ndarray, np.ndarray] | None
+    classes: int | None
+    name: str
+    source: str
+
+    def splits(self, train: np.ndarray, val: np.ndarray, note: str) -> Splits:
+        """Train on the samples `train` (indices into x, repeats allowed), validate on `val`,
+        test on the source's test split; normalised with the statistics of `train` alone.
+        `note` ("fold 2 of 5") joins the source's description, which a resume compares."""
+        test = None if self.test is None else (self.test[0].copy(), self.test[1])
+        raw = _Raw(self.name, f"{self.source}; {note}", (self.x[train], self.y[train]),
+                   (self.x[val], self.y[val]) if len(val) else None, test, self.classes)
+        return _finish(raw, 0.0, 0)
+
+
+def load_pool(choice_or_str, *, root=None, validation: float = 0.0, seed: int = 0,
+              input_shape: tuple[int, ...] | None = None) -> Pool:
+    """A source's samples as `load` would split them (same arguments), before normalisation."""
+    name, options = _parse(choice_or_str)
+    if not 0.0 <= validation < 1.0:
+        raise DataError(f"validation must be a fraction in [0, 1), got {validation}")
+    base = pathlib.Path(root) if root is not None else pathlib.Path.cwd()
+    raw = _SOURCES[name](options, base, input_shape)
+    train, val = _validation_split(raw, validation, seed)
+    if val is None:
+        x, y = train
+    else:
+        x, y = np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]])
+    return Pool(x, y, len(train[0]), raw.test, raw.classes, raw.name, raw.source)
+
+
 def reshape_to(splits: Splits, input_shape) -> Splits:
     """The same data with samples reshaped to `input_shape` when the element counts agree
     (digits 1x8x8 <-> 64); otherwise a DataError naming both shapes."""
@@ -572,7 +611,9 @@ def _stratified(y: np.ndarray, fractions, keys: np.ndarray) -> list[np.ndarray]:
     return [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
 
 
-def _finish(raw: _Raw, validation: float, seed: int) -> Splits:
+def _validation_split(raw: _Raw, validation: float, seed: int):
+    """(train, val) of a source: its own, or a stratified fraction `validation` > 0 of the
+    non-test samples drawn with `seed`."""
     train, val = raw.train, raw.val
     if validation > 0:
         pool = train if val is None else tuple(np.concatenate([a, b]) for a, b in zip(train, val))
@@ -581,6 +622,11 @@ def _finish(raw: _Raw, validation: float, seed: int) -> Splits:
         if len(ti) == 0:
             raise DataError(f"data {raw.name}: validation {validation} leaves no training samples")
         train, val = (pool[0][ti], pool[1][ti]), ((pool[0][vi], pool[1][vi]) if len(vi) else None)
+    return train, val
+
+
+def _finish(raw: _Raw, validation: float, seed: int) -> Splits:
+    train, val = _validation_split(raw, validation, seed)
     mean, std = _statistics(train[0])
     shape = (1, -1) + (1,) * (train[0].ndim - 2)
 

@@ -62,13 +62,16 @@ class Result:
     health: list[dict] = field(default_factory=list)
     stopped: str = "epochs"
     model: Any = None  # the backend's model (torch: nn.Module), best weights restored
+    class_weights: list[float] | None = None   # the effective weights of `class_weights`
+    snapshots: dict | None = None               # the snapshot ensemble (`snapshots M`)
 
     def report(self) -> dict:
         return {"backend": self.backend, "run": str(self.run_dir), "epochs": self.epochs,
                 "best_epoch": self.best_epoch, "train_loss": self.train_loss, "val_loss": self.val_loss,
                 "val_accuracy": self.val_accuracy, "test_accuracy": self.test_accuracy,
                 "seconds": round(self.seconds, 3), "stopped": self.stopped,
-                "history": self.history, "health": self.health}
+                "history": self.history, "health": self.health, "class_weights": self.class_weights,
+                "snapshots": self.snapshots}
 
 
 @dataclass
@@ -91,6 +94,8 @@ class Options:
     max_steps: int | None = None       # stop after this many steps in total (tests, sanity)
     handle_signals: bool = False       # the CLI turns this on: Ctrl-C writes a checkpoint
     command: str | None = None         # how the run was started, for the resume hint
+    folds: int | None = None           # k-fold cross-validation (overrides `folds`): members.py
+    bootstrap: int | None = None       # M models on resamples, and their bagged ensemble
 
 
 def effective_config(graph, o: Options):
@@ -112,8 +117,12 @@ def effective_config(graph, o: Options):
 
 
 class Trainer:
-    def __init__(self, spec, options: Options | None = None, on_event: Callable[[dict], None] | None = None):
+    def __init__(self, spec, options: Options | None = None, on_event: Callable[[dict], None] | None = None,
+                 splits=None):
+        """`splits` (data.Splits): train on these instead of the data the spec or --data names
+        (a fold or a resample of it: nnspec/train/members.py)."""
         self.o = options or Options()
+        self._given_splits = splits
         self.on_event = on_event or (lambda e: None)
         self.spec = spec
         self.graph = spec.graph
@@ -135,14 +144,13 @@ class Trainer:
     def _data(self):
         from . import data as datamod
         source = self.o.data if self.o.data is not None else self.cfg.data
+        if self._given_splits is not None:
+            source = self._given_splits
         if source is None:
             raise TrainError(f"{self.graph.file}: no data to train on: add `data digits` (or "
                              f"`data npz(\"train.npz\")`) to the train section, or pass --data")
         try:
-            splits = datamod.load(source, validation=self.cfg.validation or 0.0, seed=self.seed,
-                                  root=(Path(self.graph.file).parent
-                                        if self.o.data is None and _is_file(self.graph.file) else None),
-                                  input_shape=self.graph.input.shape)
+            splits = source if self._given_splits is not None else load_data(self.graph, self.cfg, self.o, seed=self.seed)
             head = self.graph.nodes[self.graph.output].shape
             splits = datamod.check_against(splits, self.graph.input.shape, head[0] if len(head) == 1 else None)
             if self.cfg.augment:
@@ -184,6 +192,7 @@ class Trainer:
             backend.distribute()
         run_dir = self._run_dir()
         state = self._start(run_dir)
+        self.class_weights = self._class_weights()
         monitor = self._monitor_health(state)
         n = len(splits.train.x)
         steps_per_epoch = max(1, n // self.batch + (1 if n % self.batch > 1 else 0))
@@ -194,7 +203,7 @@ class Trainer:
             while state["epoch"] < self.epochs:
                 epoch = state["epoch"]
                 lr = lr_at(self.cfg.schedule, base_lr, epoch, self.epochs)
-                order = rng.permutation(rng.stream(self.seed, "shuffle", "train", epoch), n)
+                order = self._order(epoch, n)
                 while state["batch"] < steps_per_epoch:
                     b = state["batch"]
                     idx = order[b * self.batch:(b + 1) * self.batch]
@@ -247,6 +256,55 @@ class Trainer:
             self.backend.close()
         return result
 
+    def _order(self, epoch: int, n: int) -> np.ndarray:
+        """The epoch's sample order, from the stream ("shuffle", "train", epoch) alone (so a
+        resumed run draws it again): a permutation, or with `sampler balanced` n draws with
+        replacement, sample i with probability ∝ 1 / (training samples of its class), as
+        torch's WeightedRandomSampler(replacement=True) draws."""
+        gen = rng.stream(self.seed, "shuffle", "train", epoch)
+        if self.cfg.sampler is None or self.cfg.sampler.name == "shuffle":
+            return rng.permutation(gen, n)
+        y = self.splits.train.y
+        p = 1.0 / np.bincount(y)[y]
+        return gen.choice(n, size=n, replace=True, p=p / p.sum()).astype(np.int64)
+
+    def _class_weights(self) -> list[float] | None:
+        """The loss's class weights, handed to the backend and reported (event `class_weights`):
+        `balanced` = n_samples / (n_classes · count_c) over the training samples (scikit-learn's
+        rule), or the spec's own tuple."""
+        cw, sampler = self.cfg.class_weights, self.cfg.sampler
+        if cw is None and (sampler is None or sampler.name == "shuffle"):
+            return None
+        key = "class_weights" if cw is not None else "sampler"
+        where = self._where(key)
+        y = self.splits.train.y
+        if y.dtype.kind not in "iu" or y.ndim != 1:
+            raise TrainError(f"{where}: '{key}' needs class labels; the data {self.splits.name} has "
+                             f"float targets")
+        classes = int(self.splits.classes or int(y.max()) + 1)
+        counts = np.bincount(y, minlength=classes)
+        empty = [c for c in range(classes) if counts[c] == 0]
+        if empty:
+            raise TrainError(f"{where}: class {empty[0]} has no training samples: '{key} balanced' "
+                             f"needs every class (counts: {', '.join(map(str, counts))})")
+        if cw is None:
+            return None
+        if cw == "balanced":
+            weights = [len(y) / (classes * int(c)) for c in counts]
+        else:
+            weights = list(cw)
+            if len(weights) != classes:
+                raise TrainError(f"{where}: class_weights gives {len(weights)} weights for "
+                                 f"{classes} classes")
+        self.backend.set_class_weights(np.array(weights))
+        self.emit("class_weights", rule=cw if isinstance(cw, str) else "given", weights=weights,
+                  counts=counts.tolist())
+        return weights
+
+    def _where(self, key: str) -> str:
+        span = self.cfg.spans.get(key)
+        return f"{span.file}:{span.line}:{span.column}" if span is not None else self.graph.file
+
     def _base_lr(self) -> float:
         opt = self.cfg.optimizer
         return opt.options["lr"] if opt is not None else 0.01
@@ -286,8 +344,46 @@ class Trainer:
         if improved and self.rank == 0:
             runs.save_checkpoint(run_dir / runs.BEST, {f"model/{k}": v for k, v in self.backend.weights().items()},
                                  {"epoch": epoch + 1, "kind": "best"})
+        if self.cfg.snapshots and state["epoch"] in self._cycle_ends() and self.rank == 0:
+            i = self._cycle_ends().index(state["epoch"]) + 1
+            runs.save_checkpoint(run_dir / snapshot_name(i),
+                                 {f"model/{k}": v for k, v in self.backend.weights().items()},
+                                 {"epoch": state["epoch"], "kind": "snapshot", "cycle": i})
+            self.emit("snapshot", cycle=i, epoch=state["epoch"], path=str(run_dir / snapshot_name(i)))
         self._checkpoint(run_dir, state)
         self.emit("epoch", **row, best_epoch=state["best_epoch"], epochs=self.epochs)
+
+    def _cycle_ends(self) -> list[int]:
+        from .schedule import cycle_ends
+        return cycle_ends(self.cfg.schedule, self.epochs)
+
+    def _snapshot_ensemble(self, run_dir: Path) -> dict | None:
+        """The last `snapshots` cycle-end snapshots, each evaluated alone and as an ensemble
+        (the mean of their predicted probabilities), on the validation and test splits."""
+        from . import ensemble
+        taken = [i for i in range(1, len(self._cycle_ends()) + 1) if (run_dir / snapshot_name(i)).exists()]
+        chosen = taken[-self.cfg.snapshots:]
+        if not chosen:
+            return {"wanted": self.cfg.snapshots, "cycles": [], "splits": {}}
+        final = self.backend.weights()
+        members = []
+        for i in chosen:
+            arrays = runs.load_checkpoint(run_dir / snapshot_name(i)).arrays
+            self.backend.load_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+            members.append({name: self.backend.evaluate(ds.x) for name, ds in self._scored_splits()})
+        self.backend.load_weights(final)
+        out = {"wanted": self.cfg.snapshots, "cycles": chosen,
+               "files": [snapshot_name(i) for i in chosen], "splits": {}}
+        for name, ds in self._scored_splits():
+            out["splits"][name] = ensemble.score([m[name] for m in members], ds.y, self.backend.loss_name,
+                                                 [snapshot_name(i) for i in chosen])
+        return out
+
+    def _scored_splits(self):
+        for name in ("val", "test"):
+            ds = getattr(self.splits, name, None)
+            if ds is not None and len(ds.x):
+                yield name, ds
 
     def _monitor(self) -> tuple[str, float, int | None]:
         es = self.cfg.early_stopping
@@ -454,7 +550,9 @@ class Trainer:
 
     def _finish(self, run_dir: Path, state: dict, stopped: str, seconds: float) -> Result:
         best = run_dir / runs.BEST
+        self.final_weights = runs.LAST  # the file whose weights the run ends with
         if (self.cfg.early_stopping or stopped == "non-finite loss") and best.exists():
+            self.final_weights = runs.BEST
             weights = runs.load_checkpoint(best).arrays
             self.backend.load_weights({k[6:]: v for k, v in weights.items() if k.startswith("model/")})
         test = getattr(self.splits, "test", None)
@@ -463,7 +561,11 @@ class Trainer:
         last = hist[-1] if hist else {}
         result = Result(self.backend.name, run_dir, len(hist), state["best_epoch"],
                         last.get("train_loss"), last.get("val_loss"), last.get("val_accuracy"), test_acc,
-                        seconds, hist, state.get("health", []), stopped, self.backend.model)
+                        seconds, hist, state.get("health", []), stopped, self.backend.model,
+                        self.class_weights)
+        if self.cfg.snapshots and self.rank == 0:
+            result.snapshots = self._snapshot_ensemble(run_dir)
+            self.emit("snapshots", **result.snapshots)
         self._write_manifest(run_dir, state, "finished")
         self.emit("end", **{k: v for k, v in result.report().items() if k not in ("history", "health")})
         return result
@@ -502,6 +604,20 @@ class Trainer:
                 signal.signal(s, h)
 
 
+def snapshot_name(cycle: int) -> str:
+    return f"snapshot-{cycle}.safetensors"
+
+
+def load_data(graph, cfg, o: Options, *, seed: int | None = None):
+    """The data the spec's train section (or --data) names, split and normalised: data.Splits."""
+    from . import data as datamod
+    source = o.data if o.data is not None else cfg.data
+    return datamod.load(source, validation=cfg.validation or 0.0,
+                        seed=seed if seed is not None else (cfg.seed or 0),
+                        root=(Path(graph.file).parent if o.data is None and _is_file(graph.file) else None),
+                        input_shape=graph.input.shape)
+
+
 def _is_file(name: str) -> bool:
     return bool(name) and not name.startswith("<") and Path(name).is_file()
 
@@ -525,7 +641,11 @@ def train(spec, **overrides) -> Result:
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Options)}
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    return Trainer(spec, Options(**overrides), on_event).run()
+    options = Options(**overrides)
+    if options.folds or options.bootstrap or (spec.graph.train is not None and spec.graph.train.folds):
+        from .members import run_members
+        return run_members(spec, options, on_event)
+    return Trainer(spec, options, on_event).run()
 
 
 __all__ = ["Interrupted", "Options", "Result", "TrainError", "Trainer", "train"]

@@ -62,6 +62,12 @@ class NumpyBackend:
         nd = self.graph.find(param_name.rsplit(".", 1)[0])
         return nd.op if nd is not None else None
 
+    def set_class_weights(self, weights) -> None:
+        """Weigh the loss of each class (a (C,) array, PyTorch's weight=), or None."""
+        self.loss_options.pop("weight", None)
+        if weights is not None:
+            self.loss_options["weight"] = np.asarray(weights, np.float64)
+
     def loss_of(self, out, y):
         from ..backends.numpy.losses import loss
         return loss(self.loss_name, self.loss_options, out, y)

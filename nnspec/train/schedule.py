@@ -81,3 +81,30 @@ def _pow(base: float, exp: int) -> float:
 def trajectory(schedule: Sequence, lr: float, epochs: int) -> list[float]:
     """The rate of every epoch of a run."""
     return [lr_at(schedule, lr, e, epochs) for e in range(epochs)]
+
+
+def cycle_ends(schedule: Sequence, epochs: int) -> list[int]:
+    """The epochs (counted from 1) at whose end a warm-restart cycle of the schedule's first
+    `restarts` ends, within a run of `epochs` epochs: where a snapshot ensemble takes its
+    snapshots (the rate is at its minimum there). A warm-up before it delays every cycle.
+
+    >>> from nnspec.config import Choice
+    >>> cycle_ends((Choice("restarts", {"period": 2, "mult": 2, "min_lr": 0.0}, None),), 15)
+    [2, 6, 14]
+    >>> cycle_ends((Choice("warmup", {"epochs": 1, "start": 0.1}, None),
+    ...             Choice("restarts", {"period": 3, "mult": 1, "min_lr": 0.0}, None)), 10)
+    [4, 7, 10]
+    """
+    offset = 0
+    for choice in schedule:
+        if choice.name == "warmup":
+            offset += choice.options["epochs"]
+        elif choice.name == "restarts":
+            o = choice.options
+            ends, at, length = [], offset, o["period"]
+            while at + length <= epochs:
+                at += length
+                ends.append(at)
+                length *= o.get("mult", 1)
+            return ends
+    return []

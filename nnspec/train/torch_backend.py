@@ -92,6 +92,12 @@ class TorchBackend:
             t = t.to(self.dtype)
         return t.to(self.device, non_blocking=True)
 
+    def set_class_weights(self, weights) -> None:
+        """Weigh the loss of each class (a (C,) array, PyTorch's weight=), or None."""
+        self.loss_options.pop("weight", None)
+        if weights is not None:
+            self.loss_options["weight"] = np.asarray(weights, np.float64)
+
     def loss_of(self, out, y):
         return compute_loss(self.loss_name, self.loss_options, out, y)
 
@@ -321,12 +327,15 @@ def compute_loss(name: str, o: Mapping, out, y):
     torch = _torch()
     F = torch.nn.functional
     soft = y.is_floating_point()
+    w = o.get("weight")  # class weights (C,): PyTorch's weight=, a weighted mean
+    if w is not None:
+        w = torch.as_tensor(w, dtype=out.dtype, device=out.device)
     if name == "cross_entropy":
-        return F.cross_entropy(out, y, label_smoothing=o.get("label_smoothing", 0.0))
+        return F.cross_entropy(out, y, weight=w, label_smoothing=o.get("label_smoothing", 0.0))
     if name == "nll":
         if soft:
-            return -(y * out).sum(dim=1).mean()
-        return F.nll_loss(out, y)
+            return -(y * (out if w is None else out * w)).sum(dim=1).mean()
+        return F.nll_loss(out, y, weight=w)
     if name == "hinge":
         if soft:
             y = y.argmax(dim=1)

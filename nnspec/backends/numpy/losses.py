@@ -36,21 +36,33 @@ def _dense_target(out, y):
     return y.astype(out.dtype).reshape(out.shape)
 
 
+def _weighted(q, y, o, dtype):
+    """Targets times the class weights `o["weight"]` (C,), and the divisor of the mean as
+    PyTorch's weight= defines it: the sum of the weights of the samples' classes for class
+    indices, the number of samples for soft targets (class probabilities)."""
+    w = o.get("weight")
+    if w is None:
+        return q, len(q)
+    w = np.asarray(w, dtype)
+    return q * w, (w[y].sum() if y.dtype.kind != "f" else len(q))
+
+
 def cross_entropy(out, y, o):
     n, c = out.shape
     q = y.astype(out.dtype) if y.dtype.kind == "f" else _one_hot(y, c, out.dtype)
     ls = o.get("label_smoothing", 0.0)
     if ls:
         q = q * (1 - ls) + ls / c
+    q, d = _weighted(q, y, o, out.dtype)
     logp = _log_softmax(out)
-    value = -(q * logp).sum() / n
-    return value, (np.exp(logp) * q.sum(axis=1, keepdims=True) - q) / n
+    value = -(q * logp).sum() / d
+    return value, (np.exp(logp) * q.sum(axis=1, keepdims=True) - q) / d
 
 
 def nll(out, y, o):
-    n = len(out)
     q = y.astype(out.dtype) if y.dtype.kind == "f" else _one_hot(y, out.shape[1], out.dtype)
-    return -(q * out).sum() / n, -q / n
+    q, d = _weighted(q, y, o, out.dtype)
+    return -(q * out).sum() / d, -q / d
 
 
 def hinge(out, y, o):
