@@ -113,12 +113,14 @@ def parse_and_expand(text: str, file: str, options: Options):
 
 
 def analyze(text: str, file: str = "<editor>", options: Options = Options()) -> dict:
-    """The page's data for `text`: {"version", "ok", "file", "network", "params",
-    "diagnostics", "lint", "table", "rows", "title", "totals", "svg", "summary"}."""
+    """The page's data for `text`: {"version", "ok", "file", "network", "params" (None
+    when the text does not parse), "diagnostics", "lint", "table" (report.to_dict), "rows"
+    (the cells of `nnspec table`, with each row's line), "title", "totals", "svg",
+    "svg_error"}."""
     from ..lint.engine import lint_graph
     from ..report import all_digits, rows, title, to_dict, totals_lines, _cells
     from ..spec import Spec
-    out = {"version": JSON_VERSION, "ok": False, "file": file, "network": None, "params": [],
+    out = {"version": JSON_VERSION, "ok": False, "file": file, "network": None, "params": None,
            "diagnostics": [], "lint": [], "table": None, "rows": [], "title": None,
            "totals": [], "svg": None, "svg_error": None}
     module, graph, errors = parse_and_expand(text, file, options)

@@ -71,7 +71,9 @@ def _worker(conn, memory_limit: int | None) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
         except (ImportError, ValueError, OSError):  # no such limit here: the timeout still holds
             pass
-    from . import analyze  # noqa: F401  (imported once, before the first job)
+    from . import analyze
+    analyze.analyze("input 4\nlinear(2)\n")  # imports and the parser's tables, before any clock runs
+    conn.send((True, b"ready"))
     while True:
         try:
             kind, payload = conn.recv()
@@ -94,6 +96,15 @@ class _Worker:
                                    name="nnspec-serve-worker")
         self.process.start()
         child.close()
+        self.ready = False
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until the worker has imported everything (its start is not a job's time)."""
+        if not self.ready:
+            if not self.conn.poll(timeout):
+                raise EOFError("the worker did not start")
+            self.conn.recv()
+            self.ready = True
 
     def stop(self) -> None:
         self.conn.close()
@@ -165,6 +176,7 @@ class Pool:
     def _execute(self, i: int, job: _Job) -> None:
         w = self._workers[i]
         try:
+            w.wait_ready()
             w.conn.send((job.kind, job.payload))
             if w.conn.poll(self.timeout):
                 ok, value = w.conn.recv()

@@ -34,6 +34,7 @@
   function setStatus(text, error) {
     const s = $("status");
     s.textContent = text;
+    s.title = text;
     s.classList.toggle("error", !!error);
   }
   async function api(path, body, signal) {
@@ -209,7 +210,7 @@
     st.result = res;
     st.diags = [...res.diagnostics, ...res.lint].map((d) => ({ ...d, ...(d.location && d.location.file === res.file ? d.location : {}) }));
     if (res.ok) st.lastGood = res;
-    showParams(res.params);
+    if (res.params) showParams(res.params);  // null: the text did not parse; keep the controls
     render();
     showProblems();
     const good = st.lastGood;
@@ -419,7 +420,8 @@
     $("opt-batch").value = o.batch || "";
     $("opt-depth").value = o.depth || "";
     st.defaults = o.args || {};
-    $("file-name").textContent = state.file || (STATIC ? "" : "(not saved to a file)");
+    $("file-name").textContent = state.file ? state.file.split(/[\\/]/).pop() : (STATIC ? "" : "(not saved to a file)");
+    $("file-name").title = state.file || "";
     $("save").hidden = !st.saving;
     document.title = (state.file ? state.file.split(/[\\/]/).pop() + " · " : "") + "nnspec";
   }
