@@ -295,3 +295,12 @@ def test_serve_refuses_bad_arguments(tmp_path, capsys):
     assert main(["serve", "-"]) == 2
     assert main(["serve", "--set", "classes=1e999", str(SPECS / "lenet5.nn")]) == 2
     assert "finite" in capsys.readouterr().err
+
+
+def test_docs_list_every_key_of_the_analysis():
+    from conftest import ROOT
+    from nnspec.web.analyze import analyze as analysis
+    doc = (ROOT / "docs" / "serve.md").read_text()
+    table = doc.split("<!-- analyze keys -->")[1].split("<!-- /analyze keys -->")[0]
+    documented = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert documented == list(analysis(LENET))
