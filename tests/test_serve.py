@@ -304,3 +304,31 @@ def test_docs_list_every_key_of_the_analysis():
     table = doc.split("<!-- analyze keys -->")[1].split("<!-- /analyze keys -->")[0]
     documented = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
     assert documented == list(analysis(LENET))
+
+
+def test_nnspec_serve_command_serves_and_stops(tmp_path):
+    """The command itself: `nnspec serve FILE --port 0` prints its address, answers, and
+    ends on SIGINT (Ctrl-C) with its workers; stopped by its pid."""
+    import http.client
+    import signal
+    import subprocess
+    import sys
+    from conftest import ROOT
+    spec = tmp_path / "new.nn"  # not there yet: created by the first save
+    p = subprocess.Popen([sys.executable, "-m", "nnspec", "serve", str(spec), "--port", "0",
+                          "--workers", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("nnspec serve: http://127.0.0.1:") and "editing" in line, line + p.stderr.read()
+        port = int(line.split(":")[3].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/api/file")
+        doc = json.loads(conn.getresponse().read())
+        assert doc == {"path": str(spec), "text": "", "version": None}
+        conn.request("POST", "/api/file", body=json.dumps({"text": LENET, "version": None}),
+                     headers={"Content-Type": "application/json"})
+        assert conn.getresponse().status == 200 and spec.read_text() == LENET
+        conn.close()
+    finally:
+        p.send_signal(signal.SIGINT)
+        assert p.wait(20) == 0
