@@ -7,14 +7,16 @@ Starts `python -m nnspec serve` on a free port of 127.0.0.1 (a separate process,
 its pid at the end) and runs `--clients` threads, each with its own keep-alive connection.
 Each client types as a person does: an edit every 100-300 ms (a character of a comment, a
 digit of a layer width, a bracket deleted and typed again, so the text is now and then
-invalid), and, like the page, keeps one analysis request in flight: edits made while it
-waits go out together in the next request. Every request carries the client's id and
-sequence number, as the page's do.
+invalid), and keeps one analysis request in flight: edits made while it waits go out
+together in the next request. (The page itself aborts a request when a newer text is ready
+and the server drops the older one from its queue as superseded: no more work than this.)
+Every request carries the client's id and sequence number, as the page's do.
 
 Prints the time one analysis of the spec takes in this process (the floor), then the
 latency of every request (p50/p95/p99/max), the time from an edit to the answer that
-includes it, requests per second, errors (any answer but 200, any failed connection), the
-server's cache hits, and the refused requests' statuses. The last line is the figures as JSON.
+includes it, requests per second, how many distinct texts were sent (the others are
+answered from the server's cache), errors (any answer but 200, any failed connection), and
+the refused requests' statuses. The last line is the figures as JSON.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def client(port, text, seed, until, out, lock):
     typist = Typist(text, seed)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     rng = random.Random(seed + 1000)
-    latencies, edit_to_result, errors = [], [], []
+    latencies, edit_to_result, errors, texts = [], [], [], set()
     next_edit = time.monotonic() + rng.uniform(0, 0.3)
     seq = 0
     oldest_unsent = None
@@ -99,6 +101,7 @@ def client(port, text, seed, until, out, lock):
             continue
         seq += 1
         body = json.dumps({"text": typist.text, "client": f"bench-{seed}", "seq": seq})
+        texts.add(hash(typist.text))
         t0 = time.monotonic()
         try:
             conn.request("POST", "/api/analyze", body=body,
@@ -126,6 +129,7 @@ def client(port, text, seed, until, out, lock):
         out["latency"] += latencies
         out["edit"] += edit_to_result
         out["errors"] += errors
+        out["distinct"] += len(texts)
 
 
 def refused(port) -> dict:
@@ -201,7 +205,7 @@ def main() -> int:
         conn.getresponse().read()
         conn.close()
 
-        out = {"latency": [], "edit": [], "errors": []}
+        out = {"latency": [], "edit": [], "errors": [], "distinct": 0}
         lock = threading.Lock()
         until = time.monotonic() + args.seconds
         threads = [threading.Thread(target=client, args=(port, text, k, until, out, lock))
@@ -226,14 +230,15 @@ def main() -> int:
     result = {
         "clients": args.clients, "seconds": args.seconds, "spec": pathlib.Path(args.spec).name,
         "cpus": os.cpu_count(), "analysis_ms": round(floor_ms, 1), "requests": len(lat),
-        "requests_per_s": round(len(lat) / wall, 1),
+        "requests_per_s": round(len(lat) / wall, 1), "distinct_texts": out["distinct"],
         "p50_ms": ms(percentile(lat, 50)), "p95_ms": ms(percentile(lat, 95)),
         "p99_ms": ms(percentile(lat, 99)), "max_ms": ms(max(lat) if lat else float("nan")),
         "edit_to_result_p50_ms": ms(percentile(edit, 50)), "edit_to_result_p99_ms": ms(percentile(edit, 99)),
         "errors": len(out["errors"]), "refused": bad,
     }
     print(f"{result['clients']} clients typing for {args.seconds:g} s on {result['cpus']} CPUs: "
-          f"{result['requests']} requests ({result['requests_per_s']}/s)")
+          f"{result['requests']} requests ({result['requests_per_s']}/s), {result['distinct_texts']} "
+          f"distinct texts (the rest the server's cache answers: a text typed back)")
     print(f"request latency  p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
           f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms")
     print(f"edit to result   p50 {result['edit_to_result_p50_ms']} ms, "

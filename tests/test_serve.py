@@ -332,3 +332,19 @@ def test_nnspec_serve_command_serves_and_stops(tmp_path):
     finally:
         p.send_signal(signal.SIGINT)
         assert p.wait(20) == 0
+
+
+def test_connections_past_the_limit_are_answered_503(monkeypatch):
+    from nnspec.web import server
+    monkeypatch.setattr(server, "MAX_CONNECTIONS", 2)
+    with running() as app:
+        held = [socket.create_connection(("127.0.0.1", app.port)) for _ in range(2)]
+        try:
+            time.sleep(0.2)  # both accepted, each holding a thread
+            status, doc = raw_http(app, f"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n\r\n".encode())
+            assert status == 503 and doc["error"] == "too many connections"
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.2)
+        assert request(app, "GET", "/api/state")[0] == 200
