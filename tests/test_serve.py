@@ -348,3 +348,21 @@ def test_connections_past_the_limit_are_answered_503(monkeypatch):
                 s.close()
         time.sleep(0.2)
         assert request(app, "GET", "/api/state")[0] == 200
+
+
+def test_the_highlighter_reads_the_grammar_and_the_registry():
+    from nnspec.ops import USER_OPS
+    from nnspec.web.analyze import language
+    lang = language()
+    assert set(lang["patterns"]) == {"LABEL", "NAME", "SHAPE", "FLOAT", "INT", "STRING", "COMMENT"}
+    assert {"network", "input", "block", "repeat", "add", "concat", "train", "use"} <= set(lang["keywords"])
+    assert lang["ops"] == list(USER_OPS)
+
+
+def test_html_cannot_be_broken_out_of_by_the_spec(tmp_path):
+    from nnspec.web.html import page
+    text = "# </script><script>alert(1)</script> <!-- & \u2028\ninput 4\nlinear(2)\n"
+    html, result = page(text, "x.nn")
+    assert result["ok"] and "<script>alert" not in html and "<!-- &" not in html
+    start = html.index('<script id="nnspec-data" type="application/json">') + 49
+    assert json.loads(html[start:html.index("</script>", start)])["text"] == text

@@ -167,3 +167,23 @@ def test_the_static_report_opens_offline(browser, tmp_path):
     # nothing fetched: every asset is inline
     assert d.execute_script("return performance.getEntriesByType('resource').length") == 0
     shot(d, "6-static-report")
+
+
+def test_a_click_on_a_diagram_box_explains_it(browser, tmp_path):
+    pytest.importorskip("nnspec.diagram", reason="the diagram module (branch diagram) is not merged yet")
+    path = tmp_path / "net.nn"
+    path.write_text((SPECS / "resnet18.nn").read_text())
+    with running(path) as app:
+        d = browser
+        d.get(app.url)
+        box = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#diagram .nn-node[data-name="layer2.0.conv1"]'),
+                   "layer2.0.conv1's box")[0]
+        assert int(box.get_attribute("data-line")) == nnspec.load(path).graph.find("layer2.0.conv1").span.line
+        d.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.click()
+        expected = explain(nnspec.load(path).analyze(), "layer2.0.conv1")
+        wait(d, lambda d: d.find_element(By.ID, "explain-text").get_attribute("textContent") == expected,
+             "layer2.0.conv1's explanation")
+        assert "selected" in box.get_attribute("class")
+        assert "selected" in d.find_element(By.CSS_SELECTOR, '#table tbody tr[data-name="layer2.0.conv1"]').get_attribute("class")
+        shot(d, "7-diagram-box-explained")
