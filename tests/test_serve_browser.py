@@ -29,6 +29,7 @@ if not os.path.exists(CHROMEDRIVER):
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -118,6 +119,10 @@ def test_the_playground_end_to_end(browser, tmp_path):
         src_line = broken.split("\n")[want.span.line - 1]
         assert mark.get_attribute("textContent") == src_line[want.span.column - 1:want.span.end_column - 1]
         assert mark.get_attribute("title") == want.message
+        # the pointer over the underline: the message as the editor's tooltip
+        ActionChains(d).move_to_element(mark).perform()
+        wait(d, lambda d: d.find_element(By.ID, "src").get_attribute("title") == f"{want.code} {want.message}",
+             "the tooltip")
         problems = d.find_element(By.ID, "problems").text
         assert want.message in problems and want.code in problems
         assert "has-error" in d.find_elements(By.CSS_SELECTOR, "#gutter div")[want.span.line - 1].get_attribute("class")

@@ -147,6 +147,31 @@
   function syncScroll() {
     hl.scrollTop = src.scrollTop; hl.scrollLeft = src.scrollLeft; gutter.scrollTop = src.scrollTop;
   }
+  // the textarea lies over the highlighted text: a problem's message as the tooltip where the
+  // pointer is (monospaced: line and column from the coordinates)
+  let charWidth = 0;
+  function hover(e) {
+    if (!charWidth) {
+      const probe = el("span", { text: "0".repeat(50) });
+      hl.append(probe); charWidth = probe.getBoundingClientRect().width / 50; probe.remove();
+    }
+    const box = src.getBoundingClientRect(), cs = getComputedStyle(src);
+    const lh = parseFloat(cs.lineHeight) || 20;
+    const line = Math.floor((e.clientY - box.top - parseFloat(cs.paddingTop) + src.scrollTop) / lh) + 1;
+    const unit = Math.floor((e.clientX - box.left - parseFloat(cs.paddingLeft) + src.scrollLeft) / charWidth);
+    const text = lines(src.value)[line - 1];
+    let title = "";
+    if (text !== undefined && unit >= 0) {
+      const hit = st.diags.filter((d) => {
+        if (d.line == null || line < d.line || line > (d.end_line || d.line)) return false;
+        const a = line === d.line ? unitIndex(text, d.column || 1) : 0;
+        const b = line === (d.end_line || d.line) ? unitIndex(text, d.end_column || (d.column || 1) + 1) : text.length;
+        return a <= unit && unit < Math.max(b, a + 1);
+      });
+      title = hit.map((d) => `${d.code} ${d.message}`).join("\n");
+    }
+    if (src.title !== title) src.title = title;
+  }
   function caretLine() {
     return src.value.slice(0, src.selectionStart).split("\n").length;
   }
@@ -384,6 +409,7 @@
   function wire() {
     src.addEventListener("input", () => { render(); if (!STATIC) schedule(); });
     src.addEventListener("scroll", syncScroll);
+    src.addEventListener("mousemove", hover);
     for (const ev of ["click", "keyup", "select"]) src.addEventListener(ev, caretMessage);
     src.addEventListener("keydown", (e) => {
       if (e.key === "Tab" && !e.shiftKey && !src.readOnly) {
