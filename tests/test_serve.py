@@ -366,3 +366,14 @@ def test_html_cannot_be_broken_out_of_by_the_spec(tmp_path):
     assert result["ok"] and "<script>alert" not in html and "<!-- &" not in html
     start = html.index('<script id="nnspec-data" type="application/json">') + 49
     assert json.loads(html[start:html.index("</script>", start)])["text"] == text
+
+
+def test_save_keeps_windows_line_endings_and_permissions(tmp_path):
+    path = tmp_path / "crlf.nn"
+    path.write_bytes(b"input 4\r\nlinear(2)\r\n")
+    path.chmod(0o640)
+    with running(path) as app:
+        status, f = request(app, "GET", "/api/file")
+        status, _ = request(app, "POST", "/api/file", {"text": "input 4\nlinear(3)\n", "version": f["version"]})
+        assert status == 200 and path.read_bytes() == b"input 4\r\nlinear(3)\r\n"
+        assert path.stat().st_mode & 0o777 == 0o640  # not the temporary file's 0600

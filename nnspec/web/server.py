@@ -247,6 +247,10 @@ class Playground:
             mode = None
             try:
                 mode = os.stat(self.path).st_mode & 0o7777
+                with open(self.path, "rb") as f:
+                    crlf = b"\r\n" in f.read(MAX_SOURCE_BYTES + 1)
+                if crlf and b"\r" not in data:  # the page's textarea has only \n: the file's endings kept
+                    data = data.replace(b"\n", b"\r\n")
             except FileNotFoundError:
                 pass
             try:

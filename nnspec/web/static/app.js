@@ -364,8 +364,9 @@
   }
   async function reload() {
     const f = await api("/api/file");
-    st.version = f.version; st.savedText = f.text;
+    st.version = f.version;
     src.value = f.text;
+    st.savedText = src.value;  // as the textarea holds it (it reads \r\n as \n)
     $("banner").hidden = true;
     render();
     schedule(0);
@@ -469,8 +470,9 @@
     setup(state);
     if (state.file) {
       const f = await api("/api/file");
-      st.version = f.version; st.savedText = f.text;
+      st.version = f.version;
       src.value = f.text || "";
+      st.savedText = src.value;
       setTimeout(poll, 1000);
     } else {
       src.value = state.starter;
