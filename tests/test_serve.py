@@ -377,3 +377,10 @@ def test_save_keeps_windows_line_endings_and_permissions(tmp_path):
         status, _ = request(app, "POST", "/api/file", {"text": "input 4\nlinear(3)\n", "version": f["version"]})
         assert status == 200 and path.read_bytes() == b"input 4\r\nlinear(3)\r\n"
         assert path.stat().st_mode & 0o777 == 0o640  # not the temporary file's 0600
+
+
+def test_the_starter_spec_checks():
+    from nnspec.web.analyze import analyze as analysis
+    from nnspec.web.server import STARTER
+    doc = analysis(STARTER)
+    assert doc["ok"] and [d["code"] for d in doc["lint"]] == ["NN602"]  # as its comment says

@@ -43,7 +43,8 @@ CACHE_BYTES = 64 << 20
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 STARTER = """\
-# A small network to start from: edit it and the table follows.
+# A small network to start from: edit it and the table follows. Lint has a note on
+# the head: its receptive field is smaller than the input (try a third conv, or a pool).
 network starter(classes = 10)
 input 3x32x32
 
