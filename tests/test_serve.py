@@ -384,3 +384,12 @@ def test_the_starter_spec_checks():
     from nnspec.web.server import STARTER
     doc = analysis(STARTER)
     assert doc["ok"] and [d["code"] for d in doc["lint"]] == ["NN602"]  # as its comment says
+
+
+def test_a_worker_cannot_take_more_memory_than_its_limit():
+    import subprocess
+    import sys
+    code = ("from nnspec.web.pool import _limit_memory\n_limit_memory(200 << 20)\n"
+            "try:\n    bytearray(1 << 30)\nexcept MemoryError:\n    print('refused')\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "refused", p.stderr

@@ -3,7 +3,8 @@
 Why processes: a spec that makes the analysis slow (or a bug that loops) must not wedge the
 server, and a thread cannot be stopped. A job that runs past `timeout` seconds has its
 worker killed (by its pid, through its Process object) and replaced; the caller gets a clean
-error. Each worker also runs under an address-space limit where the OS has one.
+error. Each worker also runs under an address-space limit where the OS has one (2 GiB more
+than it holds once started).
 
 Why a queue of its own: a client that types sends a new text before the last one was
 analysed; `submit(..., client=, seq=)` answers that client's older queued jobs at once as
@@ -64,15 +65,23 @@ def _run(kind: str, payload: dict) -> bytes:
         return json.dumps(doc, ensure_ascii=False).encode("utf-8")
 
 
+def _limit_memory(extra: int) -> None:
+    """At most `extra` bytes of address space beyond what the started worker holds (numpy's
+    BLAS may have reserved much at import, more on machines with many cores)."""
+    try:
+        import resource
+        with open("/proc/self/statm") as f:
+            held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (held + extra, held + extra))
+    except (ImportError, ValueError, OSError):  # no such limit here: the timeout still holds
+        pass
+
+
 def _worker(conn, memory_limit: int | None) -> None:
-    if memory_limit:
-        try:
-            import resource
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-        except (ImportError, ValueError, OSError):  # no such limit here: the timeout still holds
-            pass
     from . import analyze
     analyze.analyze("input 4\nlinear(2)\n")  # imports and the parser's tables, before any clock runs
+    if memory_limit:
+        _limit_memory(memory_limit)
     conn.send((True, b"ready"))
     while True:
         try:
