@@ -24,6 +24,7 @@ import collections
 import hashlib
 import json
 import os
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -291,6 +292,20 @@ class _Server(ThreadingHTTPServer):
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        """Close after our answer is sent: first discard a little of what the client still
+        sends (an oversize body, a request refused unread), or the kernel would reset the
+        connection and the client could lose the answer."""
+        try:
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(0.05)
+            for _ in range(16):
+                if not request.recv(65536):
+                    break
+        except OSError:
+            pass
+        self.close_request(request)
 
     def process_request_thread(self, request, client_address):
         try:
