@@ -281,6 +281,8 @@ def test_html_embeds_the_analysis_and_every_explanation(tmp_path, capsys):
     assert data["explanations"]["f5"] == explain(an, "f5")
     assert set(data["explanations"]) == {r["name"] for r in data["analysis"]["rows"]}
     assert "wrote" in capsys.readouterr().err
+    assert main(["html", str(spec), "-o", str(tmp_path / "again.html")]) == 0
+    assert (tmp_path / "again.html").read_text() == page  # reproducible: no date in it
 
 
 def test_html_of_a_spec_with_errors_shows_them_and_exits_1(tmp_path, capsys):

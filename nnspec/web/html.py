@@ -8,7 +8,6 @@ embedded as JSON: it opens from disk with no server and no network.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 from .analyze import Options, analyze, explain_all, language
 
@@ -36,6 +35,7 @@ def _inline(code: str) -> str:
 def page(text: str, file: str, options: Options = Options()) -> tuple[str, dict]:
     """(html, analysis): the whole page for spec `text`."""
     from importlib import resources
+    from .. import __version__
     from ..report import to_json
     from ..spec import Spec
     from .analyze import parse_and_expand
@@ -57,7 +57,8 @@ def page(text: str, file: str, options: Options = Options()) -> tuple[str, dict]
                               "depth": options.depth, "args": dict(options.args)}},
         "text": text, "analysis": result, "table_json": table_json,
         "explanations": explain_all(text, file, options) if result["ok"] else {},
-        "generated": f"nnspec html, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        # no date: the same spec gives the same file (it may be committed next to the spec)
+        "generated": f"made by nnspec html {__version__}",
     }
     for tag in (CSS_TAG, JS_TAG, DATA_TAG):
         if tag not in index:
