@@ -149,7 +149,7 @@ class Playground:
         self.assets = static_files()
         self.cache = _Cache()
         self._write_lock = threading.Lock()
-        self.httpd = _Server((host, port), _Handler)
+        self.httpd = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         self.httpd.app = self
         self.host, self.port = self.httpd.server_address[:2]
         self.loopback = host in LOOPBACK
@@ -312,6 +312,10 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
