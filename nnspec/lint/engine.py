@@ -70,8 +70,10 @@ def _named(d: Diagnostic) -> Diagnostic:
 
 
 def lint_source(source: str, file: str = "<string>", *, options: Mapping | None = None,
-                selection: Selection | None = None, network_args: Mapping | None = None) -> LintResult:
-    """Lint spec text. `options`: {"memory_budget": "8GB"}.
+                selection: Selection | None = None, network_args: Mapping | None = None,
+                fold: bool = True) -> LintResult:
+    """Lint spec text. `options`: {"memory_budget": "8GB"}. `fold=False` keeps one finding
+    per layer instead of one per rule and source position (a diagram marks every instance).
 
     >>> r = lint_source("input 64\\nlinear(32)\\nlinear(10)\\n")
     >>> [(d.code, d.name) for d in r.findings]
@@ -108,7 +110,7 @@ def lint_graph(source: str, file: str, graph, *, options: Mapping | None = None,
                                       h.notes, h.chain, r.name))
     sups = suppress.scan(source, file)
     kept, dropped = suppress.apply(raw, sups)
-    kept = _fold_instances(kept) + suppress.meta_findings(sups, sel)
+    kept = (_fold_instances(kept) if fold else kept) + suppress.meta_findings(sups, sel)
     kept.sort(key=_order)
     return LintResult(file, source, kept, dropped)
 
