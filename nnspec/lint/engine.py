@@ -88,11 +88,11 @@ def lint_source(source: str, file: str = "<string>", *, options: Mapping | None 
         graph = expand(module, dict(network_args or {}))
     except SpecError as e:
         return LintResult(file, source, [_named(d) for d in e.diagnostics])
-    return lint_graph(source, file, graph, options=options, selection=sel)
+    return lint_graph(source, file, graph, options=options, selection=sel, fold=fold)
 
 
 def lint_graph(source: str, file: str, graph, *, options: Mapping | None = None,
-               selection: Selection | None = None) -> LintResult:
+               selection: Selection | None = None, fold: bool = True) -> LintResult:
     """Lint a spec already parsed and expanded (`graph.module` is its syntax tree): what
     `nnspec serve` runs after its own analysis, so the text is parsed once."""
     sel = selection or Selection()

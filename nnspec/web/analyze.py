@@ -132,8 +132,10 @@ def analyze(text: str, file: str = "<editor>", options: Options = Options()) -> 
             return out
         spec = Spec(graph)
         an = spec.analyze(options.batch, options.dtype)
-        findings = lint_graph(text, file, graph).findings
-        out["lint"] = [_diag(d) for d in findings]
+        # one finding per layer for the diagram's marks; folded to one per source position
+        # for the list, as `nnspec lint` reports them
+        per_layer = lint_graph(text, file, graph, fold=False).findings
+        out["lint"] = [_diag(d) for d in fold_findings(per_layer)]
         out["ok"] = True
         out["network"] = graph.name
         out["title"] = title(an)
@@ -150,7 +152,7 @@ def analyze(text: str, file: str = "<editor>", options: Options = Options()) -> 
                                 "line": span.line if here else None,
                                 "column": span.column if here else None})
         out["totals"] = totals_lines(an)
-        out["svg"], out["svg_error"] = diagram(spec, options.depth, findings)
+        out["svg"], out["svg_error"] = diagram(spec, options.depth, per_layer)
     return out
 
 
@@ -208,7 +210,13 @@ def export(text: str, fmt: str, file: str = "<editor>", options: Options = Optio
 
 def _lint(text, file, graph):
     from ..lint.engine import lint_graph
-    return lint_graph(text, file, graph).findings
+    return lint_graph(text, file, graph, fold=False).findings
+
+
+def fold_findings(per_layer):
+    """Per-layer findings folded as `nnspec lint` folds them (one per rule and position)."""
+    from ..lint.engine import _fold_instances, _order
+    return sorted(_fold_instances(list(per_layer)), key=_order)
 
 
 def network_params(module, text: str) -> list[dict]:
