@@ -192,3 +192,12 @@ def test_a_click_on_a_diagram_box_explains_it(browser, tmp_path):
         assert "selected" in box.get_attribute("class")
         assert "selected" in d.find_element(By.CSS_SELECTOR, '#table tbody tr[data-name="layer2.0.conv1"]').get_attribute("class")
         shot(d, "7-diagram-box-explained")
+        # a click on a row far down: its box is scrolled into the diagram's view
+        d.execute_script("document.getElementById('diagram').scrollTop = 0")
+        row = d.find_element(By.CSS_SELECTOR, '#table tbody tr[data-name="layer4.1.conv2"]')
+        d.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+        row.click()
+        inside = ("const b = document.querySelector('#diagram .nn-node[data-name=\"layer4.1.conv2\"]')"
+                  ".getBoundingClientRect(), c = document.getElementById('diagram').getBoundingClientRect();"
+                  "return b.top >= c.top && b.bottom <= c.bottom;")
+        wait(d, lambda d: d.execute_script(inside), "layer4.1.conv2's box in view")

@@ -300,7 +300,7 @@
     for (const r of rows) {
       const tr = el("tr", { "data-name": r.name, class: r.weighted ? "" : "light" });
       r.cells.forEach((c, i) => tr.append(el("td", { class: i >= 3 ? "num" : "", text: c })));
-      tr.addEventListener("click", () => select(r.name, true));
+      tr.addEventListener("click", () => select(r.name, true, true));
       body.append(tr);
     }
     table.tBodies[0].replaceChildren(body);
@@ -313,7 +313,7 @@
   }
 
   // ---- explain ----------------------------------------------------------------------------
-  async function select(name, explainIt) {
+  async function select(name, explainIt, fromRow) {
     st.selected = name;
     for (const tr of document.querySelectorAll("#table tbody tr.selected")) tr.classList.remove("selected");
     for (const g of document.querySelectorAll("#diagram .nn-node.selected")) g.classList.remove("selected");
@@ -322,6 +322,11 @@
     const node = document.querySelector(`#diagram .nn-node[data-name="${CSS.escape(name)}"]`);
     if (node) node.classList.add("selected");
     if (!explainIt) return;
+    if (node && fromRow) {  // the box into the diagram's view (only the diagram scrolls)
+      const box = $("diagram"), r = node.getBoundingClientRect(), c = box.getBoundingClientRect();
+      if (r.top < c.top || r.bottom > c.bottom) box.scrollTop += r.top - c.top - (c.height - r.height) / 2;
+      if (r.left < c.left || r.right > c.right) box.scrollLeft += r.left - c.left - (c.width - r.width) / 2;
+    }
     const row = st.lastGood && st.lastGood.rows.find((r) => r.name === name);
     if (row && row.line) goTo(row.line, row.column, false);
     $("explain").hidden = false;
