@@ -398,3 +398,32 @@ def test_a_worker_cannot_take_more_memory_than_its_limit():
             "try:\n    bytearray(1 << 30)\nexcept MemoryError:\n    print('refused')\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "refused", p.stderr
+
+
+# ---- properties: whatever the text, an answer the page can show -----------------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from spec_strategies import emit_spec  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(emit_spec(), st.data())
+def test_every_text_gets_rows_or_located_diagnostics(text, data):
+    from nnspec.web.analyze import analyze as analysis
+    doc = analysis(text)
+    assert doc["ok"] or doc["diagnostics"]  # the strategy may draw a spec that does not check
+    names = [r["name"] for r in doc["rows"]]
+    assert names == [x["name"] for x in (doc["table"] or {"layers": []})["layers"]]
+    for name in names:  # every row has its box in the diagram
+        assert f'data-name="{name}"' in doc["svg"]
+    # the text cut anywhere: diagnostics inside the text, or a table again
+    cut = data.draw(st.integers(0, len(text)))
+    broken = text[:cut] + text[cut + 1:]
+    doc = analysis(broken)
+    assert doc["ok"] or doc["diagnostics"]
+    lines = broken.split("\n")
+    for d in doc["diagnostics"]:
+        loc = d["location"]
+        if loc is not None:
+            assert 1 <= loc["line"] <= len(lines) + 1 and loc["column"] >= 1

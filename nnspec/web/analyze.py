@@ -162,7 +162,12 @@ def diagram(spec, depth, findings) -> tuple[str | None, str | None]:
         from ..diagram import render_svg
     except ImportError:
         return None, "the diagram module (nnspec.diagram) is not part of this installation"
-    return render_svg(spec, depth=depth, findings=tuple(findings)), None
+    try:
+        return render_svg(spec, depth=depth, findings=tuple(findings)), None
+    except (RecursionError, MemoryError):
+        return None, "the network is too large or too deeply nested to draw"
+    except Exception as e:  # a bug in the drawing must not cost the page its table
+        return None, f"the diagram failed: {type(e).__name__}: {e}"[:300]
 
 
 def explain(text: str, name: str, file: str = "<editor>", options: Options = Options()) -> dict:
