@@ -283,6 +283,8 @@ def test_html_embeds_the_analysis_and_every_explanation(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().err
     assert main(["html", str(spec), "-o", str(tmp_path / "again.html")]) == 0
     assert (tmp_path / "again.html").read_text() == page  # reproducible: no date in it
+    from nnspec.web.commands import umask
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask()
 
 
 def test_html_of_a_spec_with_errors_shows_them_and_exits_1(tmp_path, capsys):
@@ -319,6 +321,7 @@ def test_nnspec_serve_command_serves_and_stops(tmp_path):
     import subprocess
     import sys
     from conftest import ROOT
+    from nnspec.web.commands import umask
     spec = tmp_path / "new.nn"  # not there yet: created by the first save
     p = subprocess.Popen([sys.executable, "-m", "nnspec", "serve", str(spec), "--port", "0",
                           "--workers", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -333,6 +336,7 @@ def test_nnspec_serve_command_serves_and_stops(tmp_path):
         conn.request("POST", "/api/file", body=json.dumps({"text": LENET, "version": None}),
                      headers={"Content-Type": "application/json"})
         assert conn.getresponse().status == 200 and spec.read_text() == LENET
+        assert spec.stat().st_mode & 0o777 == 0o666 & ~umask()
         conn.close()
     finally:
         p.send_signal(signal.SIGINT)

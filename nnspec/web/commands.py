@@ -126,12 +126,21 @@ def cmd_html(args) -> int:
     text, name = read_source(args.file)
     html, result = page(text, name, options)
     write_atomic(args.output, html.encode("utf-8"))
+    os.chmod(args.output, 0o666 & ~umask())  # a page to share: not the temporary file's 0600
     if result["diagnostics"]:  # the page shows them; the terminal too, as every command does
         _, _, errors = parse_and_expand(text, name, options)
         sys.stderr.write(SpecError(errors, {name: text}).render())
         print(f"wrote {args.output}: {name} has errors; the page shows them", file=sys.stderr)
         return 1
     n = len(result["lint"])
-    print(f"wrote {args.output}: {result['network']}, {len(result['rows'])} rows, "
+    rows = len(result["rows"])
+    print(f"wrote {args.output}: {result['network']}, {rows} row{'s' * (rows != 1)}, "
           f"{n} lint finding{'s' * (n != 1)}", file=sys.stderr)
     return 0
+
+
+def umask() -> int:
+    """The process's umask (read by setting it, so once, before any thread writes files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

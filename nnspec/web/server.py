@@ -149,6 +149,8 @@ class Playground:
         self.assets = static_files()
         self.cache = _Cache()
         self._write_lock = threading.Lock()
+        from .commands import umask
+        self._new_mode = 0o666 & ~umask()  # a file the first save creates: as any editor would
         self.httpd = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         self.httpd.app = self
         self.host, self.port = self.httpd.server_address[:2]
@@ -257,8 +259,7 @@ class Playground:
                 pass
             try:
                 write_atomic(self.path, data)
-                if mode is not None:
-                    os.chmod(self.path, mode)  # the temporary file was made private (0600)
+                os.chmod(self.path, self._new_mode if mode is None else mode)  # not mkstemp's 0600
             except (UsageError, OSError) as e:
                 raise HTTPError(500, str(e)) from None
             return {"version": file_version(self.path)}
