@@ -449,3 +449,28 @@ def test_the_command_imports_no_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+# ---- docs/diagram.md: its drawings are what its commands draw ------------------------------------
+
+DOC = ROOT / "docs" / "diagram.md"
+DRAWN = re.findall(r"<!-- drawn by: (nnspec diagram [^>]*?) -->\n!\[[^]]*\]\(([^)]+)\)", DOC.read_text("utf-8"))
+
+
+@pytest.mark.parametrize("command, image", DRAWN, ids=[i for _, i in DRAWN])
+def test_doc_drawings_are_what_their_command_draws(command, image, capsys, monkeypatch, tmp_path):
+    from conftest import UPDATE
+    argv = command.split()[1:]
+    target = argv[argv.index("-o") + 1]
+    assert ROOT / "docs" / image == ROOT / target
+    monkeypatch.chdir(ROOT)
+    argv[argv.index("-o") + 1] = str(tmp_path / "d.svg")
+    assert run(capsys, *argv)[0] == 0
+    drawn = (tmp_path / "d.svg").read_text("utf-8")
+    if UPDATE:
+        (ROOT / target).write_text(drawn, "utf-8")
+    assert (ROOT / target).read_text("utf-8") == drawn, f"regenerate with NNSPEC_UPDATE_GOLDEN=1: {target}"
+
+
+def test_the_doc_draws_examples():
+    assert len(DRAWN) >= 3
