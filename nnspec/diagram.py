@@ -64,7 +64,7 @@ V_GAP = 22              # between consecutive items of a chain (an edge with its
 H_GAP = 16              # between paths side by side
 FORK_GAP = 16           # from the top of a merge's paths area to the paths' first boxes
 MERGE_GAP = 30          # from the bottom of the longest path to the merge box
-LANE_W = 18             # an empty path (the identity): a lane for its edge
+LANE_W = 30             # an empty path (the identity): a lane for its edge
 FRAME_PAD, FRAME_TITLE = 8, 18
 MARGIN = 16
 MAX_SHOWN = 48          # characters of a name or label drawn in a box (the tooltip has all)
@@ -105,6 +105,7 @@ class Frame:
     kind: str                   # block name, or "group"
     line: int
     items: list
+    shown: str = ""             # path relative to the frame around it
     size: tuple | None = None
 
 
@@ -189,7 +190,7 @@ class _Builder:
                 out.append(self.folded(inner, group, scope))
             else:
                 out.append(Frame(inner, self.kinds.get(inner, "group"), _group_line(group, inner),
-                                 self.items(group, inner)))
+                                 self.items(group, inner), _relative(inner, scope)))
             k = j
         return out
 
@@ -361,9 +362,13 @@ def _par_size(p: Par):
         lefts.append(x)
         x += w + H_GAP
     axes = [lefts[k] + ext[k][0] for k in range(len(ext))]
-    full = [k for k, path in enumerate(p.paths) if path]
-    # one real path beside identities (a residual block): that path runs straight down
-    axis = axes[full[0]] if len(full) == 1 else total / 2
+    # A path taller than every other by a box or more (a residual block's body beside its
+    # shortcut, DenseNet's new features beside the identity) runs straight down, the merge
+    # under it; paths of similar length (Inception's branches) are centred over the merge.
+    heights = sorted((h for _, _, h in ext), reverse=True)
+    tallest = max(range(len(ext)), key=lambda k: ext[k][2])
+    alone = len(ext) == 1 or heights[0] - heights[1] >= BOX_H
+    axis = axes[tallest] if alone else total / 2
     ml, mr, mh = _measure(p.merge)
     left, right = max(axis, ml), max(total - axis, mr)
     height = FORK_GAP + max(h for _, _, h in ext) + MERGE_GAP + mh
@@ -371,7 +376,7 @@ def _par_size(p: Par):
 
 
 def _frame_title(f: Frame) -> str:
-    return clip(f.path, MAX_SHOWN) + ("" if f.kind == "group" else f" · {clip(f.kind, MAX_SHOWN)}")
+    return clip(f.shown or f.path, MAX_SHOWN) + ("" if f.kind == "group" else f" · {clip(f.kind, MAX_SHOWN)}")
 
 
 class _Canvas:
@@ -525,55 +530,134 @@ def render_svg(spec, *, depth: int | None = None, findings=None) -> str:
     cv = _Canvas()
     cv.file = graph.file
     left, right, height = _measure_chain(items)
-    head = _header(spec, an, items, loose, findings)
-    head_h = 20 * len(head)
-    ax = MARGIN + left
-    _place_chain(items, ax, MARGIN + head_h + 8, None, cv)
-    width = max(left + right, max((_text_w(t, s) for t, s, _ in head), default=0)) + 2 * MARGIN
-    total_h = MARGIN + head_h + 8 + height + MARGIN
+    body_w = left + right
+    head, head_h, head_w = _header(spec, an, items, loose, findings, max(body_w, 640))
+    width = max(body_w, head_w) + 2 * MARGIN
+    top = MARGIN + head_h + 12
+    _place_chain(items, MARGIN + max(left, (width - 2 * MARGIN) / 2 - (right - left) / 2)
+                 if body_w < head_w else MARGIN + left, top, None, cv)
+    total_h = top + height + MARGIN
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="nn-diagram" width="{_n(width)}" '
            f'height="{_n(total_h)}" viewBox="0 0 {_n(width)} {_n(total_h)}" font-family="{FONT}" '
            f'data-network={_attr(graph.name)}>',
            '<defs><marker id="nn-arrow" viewBox="0 0 8 8" refX="7.5" refY="4" markerWidth="7" '
            'markerHeight="7" orient="auto"><path d="M0,0.8 L8,4 L0,7.2 z" fill="#64748b"/></marker></defs>',
-           f'<rect width="100%" height="100%" fill="#ffffff"/>']
-    y = MARGIN + 12
-    for text, size, extra in head:
-        out.append(f'<text x="{MARGIN}" y="{_n(y)}" font-size="{size}"{extra}>{_text(text)}</text>')
-        y += 20
-    out += cv.frames + cv.edges + cv.boxes
+           '<rect width="100%" height="100%" fill="#ffffff"/>']
+    out += head + cv.frames + cv.edges + cv.boxes
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
-def _header(spec, an, items, loose, findings) -> list[tuple[str, float, str]]:
-    """Title, totals, colour legend and the findings that name no layer: (text, size, attrs)."""
+def _header(spec, an, items, loose, findings, width: float) -> tuple[list[str], float, float]:
+    """Title, totals, the colour legend (categories drawn) and the findings that name no
+    layer: (SVG elements, height, width they need)."""
     t = an.totals
     g = spec.graph
-    lines = [(clip(g.name, 80), 15, ' font-weight="bold" fill="#0f172a"'),
-             (f"input {shape_cell(g.input.shape)} · {count(t.params)} parameters · "
-              f"{human_count(t.macs)} MACs · {len(g.nodes) - 1} layers"
-              + (f" · {len(findings)} lint finding{'s' * (len(findings) != 1)}" if findings else ""),
-              11, ' fill="#334155"')]
-    seen = sorted({c for c in _categories(items)})
-    if seen:
-        lines.append(("colours: " + ", ".join(seen), 10, ' fill="#64748b"'))
+    out: list[str] = []
+    y, need = MARGIN + 12, 0.0
+
+    def line(text, size, attrs):
+        nonlocal y, need
+        out.append(f'<text x="{MARGIN}" y="{_n(y)}" font-size="{size}"{attrs}>{_text(text)}</text>')
+        need = max(need, _text_w(text, size))
+        y += size + 8
+
+    line(clip(g.name, 80), 15, ' font-weight="bold" fill="#0f172a"')
+    line(f"input {shape_cell(g.input.shape)} · {count(t.params)} parameters · "
+         f"{human_count(t.macs)} MACs · {len(g.nodes) - 1} layers"
+         + (f" · {len(findings)} lint finding{'s' * (len(findings) != 1)}" if findings else ""),
+         11, ' fill="#334155"')
+    seen = set(_categories(items))
+    x = MARGIN
+    legend = [(c, CATEGORY_COLOURS[c]) for c in CATEGORY_COLOURS if c in seen]
+    legend += [(c, CATEGORY_COLOURS["layer"]) for c in sorted(seen - set(CATEGORY_COLOURS) - {None})]
+    if None in seen:
+        legend.append(("folded block", FOLDED_COLOUR))
+    y -= 4
+    for name, (fill, stroke) in legend:
+        w = 16 + _text_w(name, 10) + 12
+        if x + w > MARGIN + width and x > MARGIN:
+            x, y = MARGIN, y + 16
+        out.append(f'<g class="nn-legend"><rect x="{_n(x)}" y="{_n(y - 9)}" width="12" height="12" '
+                   f'rx="2" fill="{fill}" stroke="{stroke}"/><text x="{_n(x + 16)}" y="{_n(y + 1)}" '
+                   f'font-size="10" fill="#475569">{_text(name)}</text></g>')
+        x += w
+        need = max(need, x - MARGIN)
+    y += 20 if legend else 4
     for d in loose[:MAX_LISTED]:
         where = f" (line {d.span.line})" if d.span else ""
-        lines.append((clip(f"{d.code} {d.severity}: {d.message}", 140) + where, 10,
-                      f' class="nn-finding" fill="{SEVERITY_COLOURS.get(d.severity, "#334155")}"'))
+        line(clip(f"{d.code} {d.severity}: {d.message}", 140) + where, 10,
+             f' class="nn-finding" fill="{SEVERITY_COLOURS.get(d.severity, "#334155")}"')
     if len(loose) > MAX_LISTED:
-        lines.append((f"… {len(loose) - MAX_LISTED} more findings (nnspec lint)", 10, ' fill="#334155"'))
-    return lines
+        line(f"… {len(loose) - MAX_LISTED} more findings (nnspec lint)", 10, ' fill="#334155"')
+    return out, y - MARGIN - 12, need
 
 
 def _categories(items):
     for it in items:
         if isinstance(it, Box):
-            yield it.category or "folded block"
+            yield it.category
         elif isinstance(it, Frame):
             yield from _categories(it.items)
         else:
             yield from _categories([it.merge])
             for p in it.paths:
                 yield from _categories(p)
+
+
+# ---- PNG ---------------------------------------------------------------------------------------
+
+PNG_MAX_SIDE = 32_000   # cairo refuses surfaces past 32,767 pixels a side: taller drawings shrink
+INSTALL_HINT = ('--format png needs a converter: pip install "nnspec[diagram]" (cairosvg), or put '
+                'rsvg-convert on PATH (Debian/Ubuntu: apt install librsvg2-bin); the SVG needs none')
+
+
+class ConverterMissing(Exception):
+    """Neither cairosvg nor rsvg-convert is available (the message says what to install)."""
+
+
+class ConversionError(Exception):
+    """The converter failed on this drawing."""
+
+
+def png_converter() -> str:
+    """"cairosvg" when the package imports (with its cairo library), else the path of
+    rsvg-convert on PATH; ConverterMissing otherwise."""
+    try:
+        import cairosvg  # noqa: F401
+        return "cairosvg"
+    except (ImportError, OSError):  # OSError: cairocffi found no libcairo
+        pass
+    import shutil
+    exe = shutil.which("rsvg-convert")
+    if exe:
+        return exe
+    raise ConverterMissing(INSTALL_HINT)
+
+
+def _png_scale(svg: str) -> float:
+    m = re.search(r'<svg [^>]*?width="([0-9.]+)" height="([0-9.]+)"', svg)
+    side = max(float(m.group(1)), float(m.group(2))) if m else 0.0
+    return min(1.0, PNG_MAX_SIDE / side) if side else 1.0
+
+
+def to_png(svg: str, converter: str | None = None) -> bytes:
+    """The PNG of an SVG drawing (shrunk to at most PNG_MAX_SIDE pixels a side)."""
+    converter = converter or png_converter()
+    scale = _png_scale(svg)
+    if converter == "cairosvg":
+        import cairosvg
+        try:
+            return cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=scale)
+        except Exception as e:  # cairo's errors (and MemoryError) have no common base class
+            raise ConversionError(f"cairosvg could not convert the drawing: {str(e)[:200]}") from None
+    import subprocess
+    try:
+        r = subprocess.run([converter, "--format", "png", "--zoom", f"{scale:.6f}"],
+                           input=svg.encode("utf-8"), capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ConversionError(f"rsvg-convert failed: {e}") from None
+    if r.returncode != 0 or not r.stdout.startswith(b"\x89PNG"):
+        why = r.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
+        raise ConversionError(f"rsvg-convert failed (exit {r.returncode})" + (f": {why[0][:200]}" if why else ""))
+    return r.stdout
