@@ -92,12 +92,15 @@ def lint_source(source: str, file: str = "<string>", *, options: Mapping | None 
 
 
 def lint_graph(source: str, file: str, graph, *, options: Mapping | None = None,
-               selection: Selection | None = None, fold: bool = True) -> LintResult:
+               selection: Selection | None = None, fold: bool = True, analysis=None) -> LintResult:
     """Lint a spec already parsed and expanded (`graph.module` is its syntax tree): what
-    `nnspec serve` runs after its own analysis, so the text is parsed once."""
+    `nnspec serve` runs after its own analysis, so the text is parsed once. `analysis`, if
+    given, is the graph's at the batch rules read (the train section's, else 1; float32)."""
     sel = selection or Selection()
     module = graph.module
     cx = Context(graph, module, options)
+    if analysis is not None:
+        cx.analysis = analysis  # the cached property, already computed
     raw: list[Diagnostic] = []
     # A spec's sizes can pass Python's 4,300-digit guard on int -> str (2^14,500 channels):
     # messages write their measured values exactly, as the table does.

@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from ..analysis import DTYPE_BYTES
 from ..errors import Diagnostic, SpecError
+from ..spec import Spec
 
 JSON_VERSION = 1
 MAX_DEPTH = 1000
@@ -94,6 +95,21 @@ def _diag(d: Diagnostic) -> dict:
     return finding_dict(d)
 
 
+class _Analysed(Spec):
+    """A Spec whose analyses are computed once each: the table, lint and the diagram all ask
+    for the default one (the train section's batch, else 1; float32)."""
+
+    def __init__(self, graph):
+        super().__init__(graph)
+        self._memo: dict = {}
+
+    def analyze(self, batch=None, dtype="float32"):
+        key = (batch, dtype)
+        if key not in self._memo:
+            self._memo[key] = super().analyze(batch, dtype)
+        return self._memo[key]
+
+
 def parse_and_expand(text: str, file: str, options: Options):
     """(module, graph, diagnostics): the syntax tree (None when the text does not parse),
     the graph (None when the checker fails) and the checker's errors."""
@@ -119,7 +135,6 @@ def analyze(text: str, file: str = "<editor>", options: Options = Options()) -> 
     "svg_error"}."""
     from ..lint.engine import lint_graph
     from ..report import all_digits, rows, title, to_dict, totals_lines, _cells
-    from ..spec import Spec
     out = {"version": JSON_VERSION, "ok": False, "file": file, "network": None, "params": None,
            "diagnostics": [], "lint": [], "table": None, "rows": [], "title": None,
            "totals": [], "svg": None, "svg_error": None}
@@ -130,11 +145,11 @@ def analyze(text: str, file: str = "<editor>", options: Options = Options()) -> 
         out["diagnostics"] = [_diag(d) for d in errors]
         if graph is None:
             return out
-        spec = Spec(graph)
+        spec = _Analysed(graph)
         an = spec.analyze(options.batch, options.dtype)
         # one finding per layer for the diagram's marks; folded to one per source position
         # for the list, as `nnspec lint` reports them
-        per_layer = lint_graph(text, file, graph, fold=False).findings
+        per_layer = lint_graph(text, file, graph, fold=False, analysis=spec.analyze()).findings
         out["lint"] = [_diag(d) for d in fold_findings(per_layer)]
         out["ok"] = True
         out["network"] = graph.name
@@ -174,7 +189,6 @@ def explain(text: str, name: str, file: str = "<editor>", options: Options = Opt
     """{"name", "text"}: what `nnspec explain FILE NAME` prints for this text, or
     {"name", "error"} (a spec that does not check, a name with no row)."""
     from ..explain import explain as explain_row
-    from ..spec import Spec
     _, graph, errors = parse_and_expand(text, file, options)
     if graph is None:
         return {"name": name, "error": errors[0].message if errors else "the spec has errors"}
@@ -190,7 +204,6 @@ def explain_all(text: str, file: str, options: Options) -> dict[str, str]:
     """Every row's explanation (`nnspec html` embeds them): name -> text."""
     from ..explain import explain as explain_row
     from ..report import rows
-    from ..spec import Spec
     _, graph, _ = parse_and_expand(text, file, options)
     if graph is None:
         return {}
@@ -202,7 +215,6 @@ def export(text: str, fmt: str, file: str = "<editor>", options: Options = Optio
     """{"format", "content"}: the table JSON exactly as `nnspec table --format json` prints
     it, or the diagram SVG; {"error"} when the spec does not check."""
     from ..report import to_json
-    from ..spec import Spec
     _, graph, errors = parse_and_expand(text, file, options)
     if graph is None:
         return {"format": fmt, "error": errors[0].message if errors else "the spec has errors"}
