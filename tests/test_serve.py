@@ -101,6 +101,11 @@ def test_export_json_is_what_table_prints(app, spec_file):
     assert doc["content"] == to_json(nnspec.load(spec_file).analyze()) + "\n"
     status, doc = request(app, "POST", "/api/export", {"text": LENET, "format": "exe"})
     assert status == 400
+    pytest.importorskip("nnspec.diagram")
+    from nnspec.diagram import render_svg
+    status, doc = request(app, "POST", "/api/export", {"text": LENET, "format": "svg"})
+    assert status == 200 and doc["content"] == render_svg(nnspec.load(spec_file))  # it runs lint itself
+    assert doc["content"] == analyze(app, LENET)["svg"]  # what the page shows
 
 
 def test_identical_requests_are_answered_from_the_cache(app):
