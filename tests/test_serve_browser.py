@@ -201,3 +201,23 @@ def test_a_click_on_a_diagram_box_explains_it(browser, tmp_path):
                   ".getBoundingClientRect(), c = document.getElementById('diagram').getBoundingClientRect();"
                   "return b.top >= c.top && b.bottom <= c.bottom;")
         wait(d, lambda d: d.execute_script(inside), "layer4.1.conv2's box in view")
+
+
+def test_the_downloads_are_the_spec_the_table_json_and_the_svg(browser, tmp_path):
+    from nnspec.report import to_json
+    path = tmp_path / "lenet5.nn"
+    path.write_text(LENET)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    with running(path) as app:
+        d = browser
+        d.get(app.url)
+        wait(d, lambda d: len(rows(d)) == len(nnspec.load(path).graph.nodes) - 1, "the rows")
+        for button, name in (("dl-spec", "lenet5.nn"), ("dl-json", "lenet5.json"), ("dl-svg", "lenet5.svg")):
+            d.find_element(By.ID, button).click()
+            wait(d, lambda d: (downloads / name).exists() and (downloads / name).stat().st_size > 0, name)
+    assert (downloads / "lenet5.nn").read_text() == LENET
+    assert (downloads / "lenet5.json").read_text() == to_json(nnspec.load(path).analyze()) + "\n"
+    svg = (downloads / "lenet5.svg").read_text()
+    assert svg.startswith("<svg") and 'data-name="c3"' in svg

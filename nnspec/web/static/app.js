@@ -413,7 +413,11 @@
 
   // ---- wiring -----------------------------------------------------------------------------
   function wire() {
-    src.addEventListener("input", () => { render(); if (!STATIC) schedule(); });
+    let frame = 0;  // one highlight per frame, however many keys arrived in it
+    src.addEventListener("input", () => {
+      if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
+      if (!STATIC) schedule();
+    });
     src.addEventListener("scroll", syncScroll);
     src.addEventListener("mousemove", hover);
     for (const ev of ["click", "keyup", "select"]) src.addEventListener(ev, caretMessage);
