@@ -21,6 +21,8 @@ EXTENSIONS: tuple[str, ...] = (
     "nnspec.backends.commands",
     "nnspec.train.commands",
     "nnspec.train.explore_commands",
+    "nnspec.diagram_commands",
+    "nnspec.web.commands",
 )
 
 
@@ -28,7 +30,7 @@ def _network_args(pairs) -> dict:
     out = {}
     for p in pairs or ():
         if "=" not in p:
-            raise SystemExit(_usage(f"--set expects NAME=VALUE, got {_short(p)}"))
+            raise UsageError(f"--set expects NAME=VALUE, got {_short(p)}")
         k, v = p.split("=", 1)
         out[k.strip()] = _literal(k.strip(), v.strip())
     return out
@@ -36,15 +38,15 @@ def _network_args(pairs) -> dict:
 
 def _literal(name: str, v: str):
     """A --set value as the spec would read it: true/false, an integer, a number, else a
-    string. Numbers obey the spec's own limits (below 10^18, finite): a usage error if not."""
+    string. Numbers obey the spec's own limits (below 10^18, finite): a UsageError if not."""
     from .parser import MAX_INT_DIGITS
     if v in ("true", "false"):
         return v == "true"
     digits = v.lstrip("+-").replace("_", "")
     if digits.isascii() and digits.isdigit():
         if len(digits.lstrip("0")) > MAX_INT_DIGITS:
-            raise SystemExit(_usage(f"--set {name}: integers must be below 10^{MAX_INT_DIGITS}, "
-                                    f"got {_short(v)}"))
+            raise UsageError(f"--set {name}: integers must be below 10^{MAX_INT_DIGITS}, "
+                             f"got {_short(v)}")
         return int(v)
     if v.startswith("("):  # a tuple, `--set depths=(2, 2, 2, 2)`, read as the spec reads one
         from .expr import literal
@@ -57,7 +59,7 @@ def _literal(name: str, v: str):
     except ValueError:
         return v
     if x != x or x in (float("inf"), float("-inf")):
-        raise SystemExit(_usage(f"--set {name}: expected a finite number, got {_short(v)}"))
+        raise UsageError(f"--set {name}: expected a finite number, got {_short(v)}")
     return x
 
 

@@ -70,8 +70,10 @@ def _named(d: Diagnostic) -> Diagnostic:
 
 
 def lint_source(source: str, file: str = "<string>", *, options: Mapping | None = None,
-                selection: Selection | None = None, network_args: Mapping | None = None) -> LintResult:
-    """Lint spec text. `options`: {"memory_budget": "8GB"}.
+                selection: Selection | None = None, network_args: Mapping | None = None,
+                fold: bool = True) -> LintResult:
+    """Lint spec text. `options`: {"memory_budget": "8GB"}. `fold=False` keeps one finding
+    per layer instead of one per rule and source position (a diagram marks every instance).
 
     >>> r = lint_source("input 64\\nlinear(32)\\nlinear(10)\\n")
     >>> [(d.code, d.name) for d in r.findings]
@@ -86,7 +88,19 @@ def lint_source(source: str, file: str = "<string>", *, options: Mapping | None 
         graph = expand(module, dict(network_args or {}))
     except SpecError as e:
         return LintResult(file, source, [_named(d) for d in e.diagnostics])
+    return lint_graph(source, file, graph, options=options, selection=sel, fold=fold)
+
+
+def lint_graph(source: str, file: str, graph, *, options: Mapping | None = None,
+               selection: Selection | None = None, fold: bool = True, analysis=None) -> LintResult:
+    """Lint a spec already parsed and expanded (`graph.module` is its syntax tree): what
+    `nnspec serve` runs after its own analysis, so the text is parsed once. `analysis`, if
+    given, is the graph's at the batch rules read (the train section's, else 1; float32)."""
+    sel = selection or Selection()
+    module = graph.module
     cx = Context(graph, module, options)
+    if analysis is not None:
+        cx.analysis = analysis  # the cached property, already computed
     raw: list[Diagnostic] = []
     # A spec's sizes can pass Python's 4,300-digit guard on int -> str (2^14,500 channels):
     # messages write their measured values exactly, as the table does.
@@ -99,7 +113,7 @@ def lint_source(source: str, file: str = "<string>", *, options: Mapping | None 
                                       h.notes, h.chain, r.name))
     sups = suppress.scan(source, file)
     kept, dropped = suppress.apply(raw, sups)
-    kept = _fold_instances(kept) + suppress.meta_findings(sups, sel)
+    kept = (_fold_instances(kept) if fold else kept) + suppress.meta_findings(sups, sel)
     kept.sort(key=_order)
     return LintResult(file, source, kept, dropped)
 
