@@ -19,9 +19,12 @@ What is keyed by what (the convention the backends share):
 
     init      name = parameter name ("conv1.weight"), step 0
     dropout   name = layer name, step = global training step: one mask per layer and step
+              (dropout, stochastic depth, rrelu's slopes, dropconnect's weight mask,
+              fractional max pooling's samples)
     shuffle   name = data split ("train"), step = epoch: the order of the samples
     augment   name = data split, step = global training step: one batch's parameters per step
     split     name = data set, step 0: which samples go to validation
+    noise     name = parameter name, step = global training step: weight noise (`noise weights=σ`)
 
 Because a stream depends on its own key only, adding a layer elsewhere does not change a
 layer's numbers, and step 1000's dropout masks can be drawn without drawing steps 0-999:
@@ -54,7 +57,7 @@ import zlib
 
 import numpy as np
 
-PURPOSES = ("init", "dropout", "shuffle", "augment", "split")
+PURPOSES = ("init", "dropout", "shuffle", "augment", "split", "noise")
 _LIMIT = 2 ** 64
 
 
