@@ -67,8 +67,10 @@ class FractionalMaxPool(Op):
 
     def infer(self, ins, a):
         shape = ins[0]
-        if _spatial_rank(shape, self.name, allowed=(3,)) != 2:
-            raise ShapeError("NN021", f"fractional_maxpool needs a CxHxW input, got {shape_str(shape)}")
+        if len(shape) != 3:
+            _spatial_rank(shape, self.name, allowed=(2, 3, 4))  # a vector: the common message
+            raise ShapeError("NN021", f"fractional_maxpool needs a CxHxW input (2-D pooling, as "
+                                      f"PyTorch's FractionalMaxPool2d), got {shape_str(shape)}")
         k = a["kernel"]
         out = []
         for size in shape[1:]:
