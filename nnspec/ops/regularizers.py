@@ -32,7 +32,9 @@ class DropConnect(Linear):
     name = "dropconnect"
     category = "linear"
     traits = frozenset({"weighted", "random"})
-    keeps = frozenset({"input", "mask"})  # the input (for dW) and the weight's keep-mask
+    # the input (for dW), as linear; the weight's keep-mask is one per batch, not per sample:
+    # nothing the per-sample activation memory counts
+    keeps = frozenset({"input"})
     example = Example(((12,),), (5,), {"p": 0.25})
     doc = ("DropConnect (Wan et al. 2013): a linear layer whose weights (not activations) are "
            "zeroed with probability p in training, survivors scaled by 1/(1−p); evaluation uses "
