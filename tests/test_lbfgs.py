@@ -219,3 +219,18 @@ def test_the_example_spec_trains_in_both_backends_to_the_same_losses(tmp_path):
     losses = [[h["train_loss"] for h in r.history] for r in results]
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-8)
     assert losses[0][1] < 0.5 * losses[0][0]
+
+
+@pytest.mark.parametrize("first, then", [("numpy", "numpy"), ("torch", "numpy")])
+def test_an_interrupted_lbfgs_run_resumes_on_the_same_trajectory(tmp_path, first, then):
+    spec = _spec("line_search=strong_wolfe, history=5, max_iter=5")
+    whole = nnspec.train(spec, backend="numpy", precision="fp64", epochs=3, run=tmp_path / "whole",
+                         health=False)
+    nnspec.train(spec, backend=first, precision="fp64", epochs=3, max_steps=2, run=tmp_path / "cut",
+                 health=False)
+    resumed = nnspec.train(spec, backend=then, precision="fp64", epochs=3, run=tmp_path / "cut",
+                           resume=True, health=False)
+    a = {k: np.asarray(v) for k, v in whole.model.state_dict().items()}
+    b = {k: np.asarray(v) for k, v in resumed.model.state_dict().items()}
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-11, err_msg=k)
