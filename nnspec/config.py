@@ -41,6 +41,10 @@ OPTIMIZERS = {
              Arg("eps", "posfloat", 1e-8)),
     "adamw": (Arg("lr", "posfloat", 1e-3), Arg("beta1", "float", 0.9), Arg("beta2", "float", 0.999),
               Arg("eps", "posfloat", 1e-8), Arg("weight_decay", "float", 0.01)),
+    # full-batch only (the trainer refuses a batch smaller than the training set);
+    # torch.optim.LBFGS's defaults; tolerance_grad 1e-7, tolerance_change 1e-9, max_eval 1.25·max_iter
+    "lbfgs": (Arg("lr", "posfloat", 1.0), Arg("history", "count", 100), Arg("max_iter", "count", 20),
+              Arg("line_search", "enum:none|strong_wolfe", "none")),
 }
 
 # Per-optimizer state kept for each trainable parameter (for the training-memory estimate).
@@ -51,6 +55,8 @@ def optimizer_slots(name: str, options: Mapping[str, Any]) -> int:
         return 2 if options.get("momentum", 0) else 1
     if name in ("adam", "adamw"):
         return 2
+    if name == "lbfgs":  # `history` pairs (s, y), the direction and the previous gradient
+        return 2 * options.get("history", 100) + 2
     return 1  # adagrad
 
 
@@ -118,6 +124,9 @@ EARLY_STOPPING = (Arg("patience", "count", 10), Arg("min_delta", "float", 0.0),
                   Arg("monitor", "enum:val_loss|val_accuracy|loss|accuracy", "val_loss"))
 CLIP = (Arg("norm", "posfloat", None), Arg("value", "posfloat", None))
 ELASTIC = (Arg("l1", "float", REQUIRED), Arg("l2", "float", REQUIRED))
+# Gaussian noise on the weights (Graves 2011): drawn per step, added for that step's forward
+# and backward, removed before the update. Input noise is the augmentation `augment noise(std)`.
+NOISE = (Arg("weights", "posfloat", REQUIRED),)
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,7 @@ class TrainConfig:
     snapshots: int | None = None                 # snapshot ensemble of the last M restart cycles
     class_weights: str | tuple[float, ...] | None = None   # "balanced" or one weight per class
     sampler: Choice | None = None
+    noise: Mapping[str, Any] | None = None   # {"weights": σ}
     spans: Mapping[str, Span] = field(default_factory=dict)  # entry key -> where it was written
 
     def init_override(self, name: str) -> Choice | None:
@@ -174,7 +184,7 @@ _SCALARS = {  # key -> Arg kind of its single value
 }
 _CHOICE = {"loss": LOSSES, "optimizer": OPTIMIZERS, "data": DATA, "health": HEALTH, "sampler": SAMPLERS}
 _LISTS = {"schedule": SCHEDULES, "augment": AUGMENTS}
-_KWARGS = {"early_stopping": EARLY_STOPPING, "clip": CLIP, "elastic_net": ELASTIC}
+_KWARGS = {"early_stopping": EARLY_STOPPING, "clip": CLIP, "elastic_net": ELASTIC, "noise": NOISE}
 KEYS = tuple(sorted(set(_SCALARS) | set(_CHOICE) | set(_LISTS) | set(_KWARGS) | {"init", "freeze", "class_weights"}))
 
 

@@ -19,6 +19,8 @@ What is keyed by what (the convention the backends share):
 
     init      name = parameter name ("conv1.weight"), step 0
     dropout   name = layer name, step = global training step: one mask per layer and step
+              (dropout, stochastic depth, rrelu's slopes, dropconnect's weight mask,
+              fractional max pooling's samples)
     shuffle   name = data split ("train"), step = epoch: the order of the samples (or, with
               `sampler balanced`, the epoch's draws with replacement)
     augment   name = data split, step = global training step: one batch's parameters per step
@@ -28,6 +30,7 @@ What is keyed by what (the convention the backends share):
     histogram name = "input", step 0: the unit-Gaussian batch of `nnspec histograms --synthetic`
     lr_find   name = data split ("train"), step = pass over the data: the order of the
               learning-rate finder's mini-batches (its own, so a sweep shares no draw with training)
+    noise     name = parameter name, step = global training step: weight noise (`noise weights=σ`)
 
 Because a stream depends on its own key only, adding a layer elsewhere does not change a
 layer's numbers, and step 1000's dropout masks can be drawn without drawing steps 0-999:
@@ -60,7 +63,7 @@ import zlib
 
 import numpy as np
 
-PURPOSES = ("init", "dropout", "shuffle", "augment", "split", "histogram", "lr_find")
+PURPOSES = ("init", "dropout", "shuffle", "augment", "split", "noise", "histogram", "lr_find")
 _LIMIT = 2 ** 64
 
 

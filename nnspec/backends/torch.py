@@ -252,6 +252,9 @@ TORCH: dict[str, Factory] = {
                                       {"eps": 1e-5, "affine": True}),
     "instancenorm": _instancenorm,
     "stochastic_depth": lambda ins, a: Layer("StochasticDepth", (a["p"],), {"mode": a["mode"]}),
+    "dropconnect": lambda ins, a: Layer("DropConnect", (ins[0][0], a["out"]), {"p": a["p"], "bias": a["bias"]},
+                                        {"bias": True}),
+    "fractional_maxpool": lambda ins, a: Layer("FractionalMaxPool", (a["kernel"], a["ratio"])),
 }
 
 # op -> why this backend cannot build it. Empty today: every op of the registry has a torch
@@ -448,7 +451,8 @@ def compile_torch(spec, **network_args):
 
 
 def use_random_streams(model, seed: int, suffix: str = ""):
-    """Swap the model's random layers (nn.Dropout, StochasticDepth, nn.RReLU) for ones that
+    """Swap the model's random layers (nn.Dropout, StochasticDepth, nn.RReLU, DropConnect,
+    FractionalMaxPool) for ones that
     draw from nnspec.rng's streams ("dropout", layer name, step), as the NumPy backend does, and
     return their shared `RandomClock`: set its `step` before each training step (the trainer's
     TorchBackend does). With the same seed and step both backends draw the same masks and
@@ -456,8 +460,9 @@ def use_random_streams(model, seed: int, suffix: str = ""):
     the swapped layers hold no state, so the state dict does not change."""
     from torch import nn
 
-    from .torch_layers import (RandomClock, StochasticDepth, StreamDropout, StreamRReLU,
-                               StreamStochasticDepth)
+    from .torch_layers import (DropConnect, FractionalMaxPool, RandomClock, StochasticDepth,
+                               StreamDropConnect, StreamDropout, StreamFractionalMaxPool,
+                               StreamRReLU, StreamStochasticDepth)
     clock = RandomClock(seed, 0, suffix)
     for name, m in list(model.named_modules()):
         if type(m) is nn.Dropout:
@@ -466,6 +471,10 @@ def use_random_streams(model, seed: int, suffix: str = ""):
             new = StreamStochasticDepth(m.p, m.mode, name, clock)
         elif type(m) is nn.RReLU:
             new = StreamRReLU(m.lower, m.upper, name, clock)
+        elif type(m) is DropConnect:
+            new = StreamDropConnect.sharing(m, name, clock)
+        elif type(m) is FractionalMaxPool:
+            new = StreamFractionalMaxPool(m.kernel_size, m.output_ratio, name, clock)
         else:
             continue
         parent, _, child = name.rpartition(".")

@@ -26,7 +26,7 @@ from .torch import TORCH, Layer, Unsupported, _reserved_names, attr, in_place_la
 # Ops written inline in a forward rather than as modules (no parameters, one-liners).
 INLINE = frozenset({"flatten", "global_avgpool", "identity", "add", "concat"})
 CUSTOM = frozenset({"GlobalAvgPool", "Maxout", "Add", "Concat", "Mul", "StochasticDepth",
-                    "ChannelLayerNorm"})  # classes of torch_layers
+                    "ChannelLayerNorm", "DropConnect", "FractionalMaxPool"})  # classes of torch_layers
 _STATEFUL = frozenset(name for name, op in OPS.items() if type(op).tensors is not Op.tensors)
 
 
@@ -343,7 +343,7 @@ class Generic:
 
     def _shape_after(self, call, a, cur: _Val) -> tuple:
         op = call.name
-        if op in ("conv", "conv_transpose", "linear"):
+        if op in ("conv", "conv_transpose", "linear", "dropconnect"):
             return a["out"], cur.rank
         if op == "maxout":
             return a["units"], 1

@@ -125,6 +125,57 @@ class ChannelLayerNorm(nn.LayerNorm):
         return x.movedim(-1, 1)
 
 
+class DropConnect(nn.Linear):
+    """DropConnect (Wan et al. 2013): nn.Linear whose weight, in training, is multiplied by a
+    keep-mask (each weight kept with probability 1 - p, one mask per forward, shared by the
+    batch) and scaled by 1 / (1 - p); in evaluation the plain linear layer (the expected
+    weights). The bias is not dropped. Parameters as nn.Linear (weight, bias)."""
+
+    def __init__(self, in_features, out_features, p=0.5, bias=True):
+        super().__init__(in_features, out_features, bias=bias)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropconnect probability has to be in [0, 1), but got {p}")
+        self.p = p
+
+    def keep_scale(self):
+        keep = torch.empty_like(self.weight).bernoulli_(1.0 - self.p)
+        return keep / (1.0 - self.p)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return nn.functional.linear(x, self.weight, self.bias)
+        return nn.functional.linear(x, self.weight * self.keep_scale(), self.bias)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", p={self.p}"
+
+
+class FractionalMaxPool(nn.Module):
+    """Fractional max pooling (Graham 2014) as nn.FractionalMaxPool2d with output_ratio: in
+    training one uniform sample per (sample, channel) and axis from torch's generator; in
+    evaluation the fixed sample 0.5 for every plane (FractionalMaxPool2d itself keeps
+    drawing), so evaluation is deterministic."""
+
+    def __init__(self, kernel_size, output_ratio):
+        super().__init__()
+        self.kernel_size, self.output_ratio = kernel_size, output_ratio
+
+    def samples(self, x):
+        return torch.rand(x.shape[0], x.shape[1], 2, dtype=x.dtype, device=x.device)
+
+    def forward(self, x):
+        if self.training:
+            u = self.samples(x)
+        else:
+            u = torch.full((x.shape[0], x.shape[1], 2), 0.5, dtype=x.dtype, device=x.device)
+        ratio = (self.output_ratio, self.output_ratio)  # the functional form takes a pair only
+        return nn.functional.fractional_max_pool2d(x, self.kernel_size, output_ratio=ratio,
+                                                   _random_samples=u)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, output_ratio={self.output_ratio}"
+
+
 # ---- not copied into generated files: the container that `nnspec.compile` builds ----------
 
 _FORWARDS: dict = {}
@@ -175,8 +226,8 @@ class SpecModule(nn.Module):
 
 
 # ---- not copied into generated files: the trainer's random layers --------------------------
-# `nnspec.backends.torch.use_random_streams` swaps nn.Dropout, StochasticDepth and nn.RReLU for
-# these, so that their masks and slopes come from nnspec.rng's streams ("dropout", layer name,
+# `nnspec.backends.torch.use_random_streams` swaps nn.Dropout, StochasticDepth, nn.RReLU,
+# DropConnect and FractionalMaxPool for these, so that their masks and slopes come from nnspec.rng's streams ("dropout", layer name,
 # step), exactly as the NumPy backend (nnspec/backends/numpy/layers.py) draws them: the same
 # numbers in both backends, drawn with NumPy on the CPU, then moved to the input's device.
 
@@ -265,3 +316,35 @@ class StreamRReLU(nn.Module):
 
     def extra_repr(self):
         return f"lower={self.lower}, upper={self.upper}, stream=({self.name!r})"
+
+
+class StreamDropConnect(DropConnect):
+    """DropConnect with its weight keep-mask from the stream ("dropout", name, clock.step)
+    (`nnspec.rng.keep_mask` over the weight's shape): the NumPy backend's mask. Built from a
+    DropConnect, sharing its parameters."""
+
+    @classmethod
+    def sharing(cls, m, name, clock):
+        new = cls.__new__(cls)
+        nn.Module.__init__(new)
+        new.in_features, new.out_features, new.p = m.in_features, m.out_features, m.p
+        new.weight, new.bias = m.weight, m.bias
+        new.name, new.clock = name, clock
+        return new
+
+    def keep_scale(self):
+        return _stream_scale(self.clock, self.name, tuple(self.weight.shape), self.p, self.weight)
+
+
+class StreamFractionalMaxPool(FractionalMaxPool):
+    """FractionalMaxPool with its training samples from the stream (`nnspec.rng.uniform` of
+    shape (N, C, 2)): the NumPy backend's pooling regions."""
+
+    def __init__(self, kernel_size, output_ratio, name, clock):
+        super().__init__(kernel_size, output_ratio)
+        self.name, self.clock = name, clock
+
+    def samples(self, x):
+        from nnspec import rng
+        u = rng.uniform(self.clock.stream(self.name), (x.shape[0], x.shape[1], 2))
+        return torch.from_numpy(u).to(x.device, non_blocking=True).to(x.dtype)

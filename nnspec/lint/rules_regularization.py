@@ -45,7 +45,8 @@ _TO_BN = frozenset({"flatten", "identity", "conv", "linear", "avgpool", "adaptiv
 
 @rule(
     "NN502", "dropout-before-batchnorm", "warning",
-    summary="Dropout whose output reaches batch norm through only linear layers.",
+    summary="Dropout (or dropconnect, stochastic depth) whose output reaches batch norm "
+            "through only linear layers.",
     why="Dropout changes the variance of its output between training and inference; the "
         "batch norm statistics gathered in training then do not fit at test time "
         "(the 'variance shift' of Li et al. 2019), which costs accuracy.",
@@ -68,12 +69,15 @@ _TO_BN = frozenset({"flatten", "identity", "conv", "linear", "avgpool", "adaptiv
     fix="Move dropout after the last batch norm (just before the classifier).",
 )
 def dropout_before_bn(cx: Context):
-    for nd in cx.layers("regularization"):
-        if not nd.attrs.get("p"):
+    # every layer that drops with a probability p in training: dropout, stochastic depth and
+    # dropconnect (its dropped weights shift the output's variance just the same)
+    for nd in cx.nodes[1:]:
+        if "random" not in nd.opdef.traits or not nd.attrs.get("p"):
             continue
         nxt = cx.ahead(nd, _TO_BN)
         if nxt is not None and nxt.op == "batchnorm":
-            yield cx.hit(nd, f"{nd.name}: dropout feeds {nxt.name} (batch norm) with only linear "
+            what = "dropconnect" if "weighted" in nd.opdef.traits else "dropout"
+            yield cx.hit(nd, f"{nd.name}: {what} feeds {nxt.name} (batch norm) with only linear "
                              f"layers between")
 
 

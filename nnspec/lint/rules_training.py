@@ -746,3 +746,49 @@ def augmentation_size(cx: Context):
                                  f"{h}x{w} image out of view")
         elif a.name == "cutout" and o["size"] >= small:
             yield cx.hit(a.span, f"cutout of {o['size']}x{o['size']} erases the whole {h}x{w} image")
+
+
+@rule(
+    "NN730", "lbfgs-on-minibatches", "error",
+    summary="optimizer lbfgs with a batch smaller than the training set.",
+    why="L-BFGS builds its curvature estimate from differences of gradients and searches "
+        "along a line assuming the same function at every evaluation: on mini-batches each "
+        "step sees another function, the pairs (s, y) describe no Hessian and the line search "
+        "fails. It is a full-batch method (the trainer refuses to start).",
+    bad="""
+        input 2
+        linear(16) tanh
+        linear(3)
+        train {
+          data spirals(samples=500)
+          optimizer lbfgs
+          batch 64
+        }
+    """,
+    good="""
+        input 2
+        linear(16) tanh
+        linear(3)
+        train {
+          data spirals(samples=500)
+          optimizer lbfgs
+          batch 400
+        }
+    """,
+    fix="Set `batch` to the number of training samples (or more), or use a first-order "
+        "optimizer (adam) for mini-batches.",
+    false_positives="None expected; it may miss some: lint knows the data's sample count "
+                    "before the source sets its test share aside, so it reports batches below "
+                    "half of that count only. `nnspec train` checks the exact count.",
+)
+def lbfgs_minibatches(cx: Context):
+    opt = cx.optimizer
+    n = cx.train_samples
+    if opt is None or opt.name != "lbfgs" or not n:
+        return
+    batch = cx.train.batch or 32  # the trainer's default
+    if batch < n / 2:
+        yield cx.hit(cx.span("batch") if cx.train.batch else opt.span,
+                     f"optimizer lbfgs needs full-batch training, but batch {batch:,} < the "
+                     f"{n:,} training samples of {cx.data.name}",
+                     help=f"use batch {n}")

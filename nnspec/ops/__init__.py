@@ -4,6 +4,7 @@
 - `windows`      conv and pooling: the sliding-window arithmetic; transposed conv, upsample
 - `layers`       linear, batch norm, reshapes, regularisers, merges, the input
 - `norms`        layer, group and instance normalisation
+- `regularizers` DropConnect and fractional max pooling (random in training)
 - `activations`  one table of activation rows: f, f′, what backward keeps, traits
 
 Everything that needs a fact about an op (the expander, analysis, lint, init, the backends,
@@ -18,6 +19,7 @@ from .base import (KEEPS, OPS, REQUIRED, TRAITS, Arg, ArgError, Example, Op, Ops
 from .windows import _window_out, window_axes
 from . import layers as _layers  # noqa: F401  (registers)
 from . import norms as _norms  # noqa: F401  (registers)
+from . import regularizers as _regularizers  # noqa: F401  (registers)
 from .activations import ACTIVATIONS, NUMPY, Activation, is_formula, torch_xp
 
 __all__ = ["ACTIVATIONS", "KEEPS", "NUMPY", "OPS", "REQUIRED", "TRAITS", "Activation", "Arg",

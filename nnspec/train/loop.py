@@ -187,6 +187,7 @@ class Trainer:
         self._rank, self._world = _distributed()
         splits = self._data()
         self.splits = splits
+        self._check_full_batch(len(splits.train.x))
         backend = self.backend = self._backend()
         if self._world > 1:
             backend.distribute()
@@ -304,6 +305,25 @@ class Trainer:
     def _where(self, key: str) -> str:
         span = self.cfg.spans.get(key)
         return f"{span.file}:{span.line}:{span.column}" if span is not None else self.graph.file
+
+    def _check_full_batch(self, n: int) -> None:
+        """L-BFGS is a full-batch method (its line search and curvature pairs assume the same
+        function at every evaluation): refuse minibatches, and the settings it has no place
+        for, before anything is built."""
+        opt = self.cfg.optimizer
+        if opt is None or opt.name != "lbfgs":
+            return
+        where = f"{self.graph.file}:{opt.span.line}" if opt.span is not None else self.graph.file
+        if self.batch < n:
+            raise TrainError(f"{where}: optimizer lbfgs needs full-batch training, but batch "
+                             f"{self.batch} < {n} training samples; set `batch {n}` (or larger) "
+                             f"in the train section or pass --batch {n}")
+        for key, why in (("clip", "its line search needs the true gradient"),
+                         ("weight_decay", "write it as `l2` (a penalty in the loss it minimises)")):
+            if getattr(self.cfg, key):
+                raise TrainError(f"{where}: optimizer lbfgs does not take `{key}`: {why}")
+        if self._world > 1:
+            raise TrainError(f"{where}: optimizer lbfgs runs in one process only")
 
     def _base_lr(self) -> float:
         opt = self.cfg.optimizer

@@ -54,6 +54,8 @@ class NumpyBackend:
         self.loss_options = dict(train.loss.options) if train.loss is not None else {}
         if self.loss_name not in LOSSES:
             raise RuntimeError(f"loss {self.loss_name}: not implemented by the numpy backend")
+        self.lbfgs = train.optimizer is not None and train.optimizer.name == "lbfgs"
+        self.seed = seed
         self.steps = 0
         self.last_grad_norm = 0.0
         self._grads: dict[str, np.ndarray] = {}
@@ -74,15 +76,17 @@ class NumpyBackend:
 
     # ---- one step
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
-        """Forward, loss (+ L1/L2 penalties), backward, clipping, one optimizer update."""
+        """Forward, loss (+ L1/L2 penalties), backward, clipping, one optimizer update (with
+        weight noise: on the noisy weights, the update applied to the clean ones). L-BFGS:
+        one `LBFGS.step(closure)`, up to max_iter iterations on this batch."""
         m = self.model
         m.train()
         m.step = self.steps
-        out = m.forward(x, input_grad=False)
-        value, dout = self.loss_of(out, np.asarray(y))
-        m.backward(dout)
-        grads = {k: m.grads[k] for k, _ in self.params if k in m.grads}
-        self._penalty(grads)
+        y = np.asarray(y)
+        noise = self._weight_noise()
+        if self.lbfgs:
+            return self._lbfgs_step(x, y, noise, lr)
+        value, _, grads = self._evaluate_grads(x, y, noise)
         self.last_grad_norm = norm = self._clip(grads)
         self._grads = grads
         if math.isfinite(value) and math.isfinite(norm):
@@ -90,6 +94,77 @@ class NumpyBackend:
             self.optimizer.step(grads)
             self.steps += 1
         return value
+
+    def _evaluate_grads(self, x, y, noise):
+        """(data loss, loss + penalties (L-BFGS only, else None), gradients of loss +
+        penalties) at the current weights plus `noise`; the weights are restored exactly
+        afterwards (copies, not a subtraction)."""
+        m = self.model
+        params = dict(self.params)
+        clean = {k: params[k].copy() for k in noise}
+        for k, e in noise.items():
+            params[k] += e
+        try:
+            out = m.forward(x, input_grad=False)
+            value, dout = self.loss_of(out, y)
+            m.backward(dout)
+            grads = {k: m.grads[k] for k, _ in self.params if k in m.grads}
+            self._penalty(grads)
+            return value, (value + self._penalty_value() if self.lbfgs else None), grads
+        finally:
+            for k, c in clean.items():
+                params[k][...] = c
+
+    def _lbfgs_step(self, x, y, noise, lr) -> float:
+        """The closure recomputes loss + penalties and the flat gradient (parameter order)."""
+        params = dict(self.params)
+        before = {k: v.copy() for k, v in params.items()}
+        first: list = []
+
+        def closure():
+            value, total, grads = self._evaluate_grads(x, y, noise)
+            if not first:
+                first.append(value)
+            self._grads = grads
+            flat = np.concatenate([grads[k].ravel() if k in grads else np.zeros(v.size, v.dtype)
+                                   for k, v in self.params])
+            return total, flat
+
+        self.optimizer.lr = lr
+        self.optimizer.step(closure)
+        value = first[0]
+        self.last_grad_norm = norm = self._clip(self._grads)
+        if (math.isfinite(value) and math.isfinite(norm)
+                and all(np.isfinite(v).all() for v in params.values())):
+            self.steps += 1
+        else:
+            for k, v in before.items():
+                params[k][...] = v
+        return value
+
+    def _penalty_value(self) -> float:
+        t = self.train_config
+        l1, l2 = t.l1 or 0.0, t.l2 or 0.0
+        params = dict(self.params)
+        total = 0.0
+        for k in self.penalised:
+            w = params[k]
+            if l2:
+                total += 0.5 * l2 * float((w * w).sum())
+            if l1:
+                total += l1 * float(np.abs(w).sum())
+        return total
+
+    def _weight_noise(self) -> dict[str, np.ndarray]:
+        """σ·N(0, 1) for each weight of a weighted layer from the stream ("noise", parameter
+        name, step), as TorchBackend draws it; empty without `noise weights=σ`."""
+        from .. import rng
+        sigma = (self.train_config.noise or {}).get("weights")
+        if not sigma:
+            return {}
+        params = dict(self.params)
+        return {k: rng.normal(rng.stream(self.seed, "noise", k, self.steps), params[k].shape, 0.0, sigma)
+                .astype(self.model.dtype) for k in self.penalised}
 
     def _penalty(self, grads) -> None:
         t = self.train_config
@@ -166,7 +241,10 @@ class NumpyBackend:
         names and meanings (model/…, optim/<param>/<slot> as torch.optim's slots, step): a
         checkpoint of either backend resumes in the other."""
         out = {f"model/{k}": v for k, v in self.weights().items()}
-        for name, st in self.optimizer.state.items():
+        if self.lbfgs:  # its global state on the first parameter, as TorchBackend writes it
+            first = self.params[0][0]
+            out.update({f"optim/{first}/{k}": v for k, v in self.optimizer.state_arrays().items()})
+        for name, st in ({} if self.lbfgs else self.optimizer.state).items():
             for key, val in st.items():
                 out[f"optim/{name}/{key}"] = np.array(val, dtype=np.float64 if key == "step" else None)
         out["step"] = np.array(self.steps, np.int64)
@@ -174,10 +252,13 @@ class NumpyBackend:
 
     def load_state(self, arrays: Mapping[str, np.ndarray]) -> None:
         self.load_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
-        for st in self.optimizer.state.values():
+        if self.lbfgs:
+            prefix = f"optim/{self.params[0][0]}/"
+            self.optimizer.load_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+        for st in ({} if self.lbfgs else self.optimizer.state).values():
             st.clear()
         for k, v in arrays.items():
-            if k.startswith("optim/"):
+            if k.startswith("optim/") and not self.lbfgs:
                 pname, key = k[6:].rsplit("/", 1)
                 v = np.array(v)
                 self.optimizer.state[pname][key] = (float(v) if key == "step"

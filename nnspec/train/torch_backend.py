@@ -13,6 +13,12 @@ from the train section:
     rmsprop(lr, decay, eps, momentum)        torch.optim.RMSprop (alpha = decay)
     adam(lr, beta1, beta2, eps)              torch.optim.Adam
     adamw(…, weight_decay)                   torch.optim.AdamW (decoupled decay)
+    lbfgs(lr, history, max_iter, line_search) torch.optim.LBFGS (full batch: one step is up
+                                             to max_iter iterations, with a closure)
+
+With `noise weights=σ` every weight of a weighted layer gets σ·N(0, 1) noise from the stream
+("noise", parameter name, step) for the step's forward and backward; the update is applied
+to the clean weights (Graves 2011).
 
 `weight_decay` is the optimizer's (every trainable parameter, as torch applies it); `l2`
 adds l2/2·ΣW² and `l1` adds l1·Σ|W| to the loss, over the weights of weighted layers only
@@ -64,6 +70,7 @@ class TorchBackend:
         # dropout, stochastic depth and rrelu draw from the streams ("dropout", layer, step),
         # the NumPy backend's masks and slopes; `steps` (this backend's updates) is the step
         self.clock = use_random_streams(model, seed)
+        self.seed = seed
         self.steps = 0
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -102,7 +109,9 @@ class TorchBackend:
         return compute_loss(self.loss_name, self.loss_options, out, y)
 
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
-        """Forward, loss (+ L1/L2 penalties), backward, clipping, one optimizer update."""
+        """Forward, loss (+ L1/L2 penalties), backward, clipping, one optimizer update (with
+        weight noise: on the noisy weights, the update applied to the clean ones). L-BFGS:
+        one `optimizer.step(closure)`, up to max_iter iterations on this batch."""
         torch = _torch()
         # (walking the module tree costs ~0.2 ms a step: only on a switch of mode)
         if not self.model.training or any(m.training for m in self.frozen_norms):
@@ -113,18 +122,22 @@ class TorchBackend:
             group["lr"] = lr
         xt, yt = self.tensor(x), self.tensor(y)
         self.clock.step = self.steps
+        noise = self.weight_noise()
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+            return self._lbfgs_step(xt, yt, noise)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16,
-                            enabled=self.autocast):
-            out = (self.ddp if getattr(self, "ddp", None) is not None else self.model)(xt)
-            loss = self.loss_of(out.float() if self.autocast else out, yt)
-        penalty = self.penalty()
-        total = loss + penalty if penalty is not None else loss
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            total.backward()
+        with _noisy(noise):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16,
+                                enabled=self.autocast):
+                out = (self.ddp if getattr(self, "ddp", None) is not None else self.model)(xt)
+                loss = self.loss_of(out.float() if self.autocast else out, yt)
+            penalty = self.penalty()
+            total = loss + penalty if penalty is not None else loss
+            if self.scaler is not None:
+                self.scaler.scale(total).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                total.backward()
         self.last_grad_norm = norm = self.clip()
         value = float(loss.detach())
         if self.scaler is not None:  # fp16: the scaler skips steps with inf gradients itself
@@ -137,6 +150,53 @@ class TorchBackend:
         # else: no update. The weights stay those that gave the non-finite loss or gradient,
         # so the trainer can replay the batch on them and keep its last good checkpoint.
         return value
+
+    def _lbfgs_step(self, xt, yt, noise) -> float:
+        """torch.optim.LBFGS's step with a closure that re-evaluates loss + penalties and
+        their gradients (on the noisy weights, when weight noise is on). Returns the data
+        loss at the weights the step started from; on a non-finite loss or gradient the
+        weights go back to those (no update)."""
+        torch = _torch()
+        before = [p.detach().clone() for _, p in self.params]
+        first: list = []
+
+        def closure():
+            self.optimizer.zero_grad(set_to_none=True)
+            with _noisy(noise):
+                loss = self.loss_of(self.model(xt), yt)
+                penalty = self.penalty()
+                total = loss + penalty if penalty is not None else loss
+                total.backward()
+            if not first:
+                first.append(float(loss.detach()))
+            return total
+
+        self.optimizer.step(closure)
+        value = first[0]
+        self.last_grad_norm = norm = self.clip()
+        ok = math.isfinite(value) and math.isfinite(norm) and all(
+            bool(torch.isfinite(p).all()) for _, p in self.params)
+        if ok:
+            self.steps += 1
+        else:
+            with torch.no_grad():
+                for (_, p), b in zip(self.params, before):
+                    p.copy_(b)
+        return value
+
+    def weight_noise(self):
+        """(parameter, noise) for each weight of a weighted layer, σ·N(0, 1) from the stream
+        ("noise", parameter name, step): the NumPy backend's numbers. Empty without
+        `noise weights=σ`."""
+        torch = _torch()
+        sigma = (self.train_config.noise or {}).get("weights")
+        if not sigma:
+            return []
+        from .. import rng
+        names = {id(p): n for n, p in self.params}
+        return [(w, torch.from_numpy(rng.normal(rng.stream(self.seed, "noise", names[id(w)], self.steps),
+                                                tuple(w.shape), 0.0, sigma)).to(w.device, w.dtype))
+                for w in self.penalised]
 
     def penalty(self):
         t = self.train_config
@@ -250,7 +310,9 @@ class TorchBackend:
         torch = _torch()
         out = {f"model/{k}": v for k, v in self.weights().items()}
         names = {id(p): n for n, p in self.params}
-        for p, st in self.optimizer.state.items():
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+            out.update(self._lbfgs_state(names))
+        for p, st in ([] if isinstance(self.optimizer, torch.optim.LBFGS) else self.optimizer.state.items()):
             for key, val in st.items():
                 arr = val.detach().cpu().numpy() if torch.is_tensor(val) else np.asarray(val, np.float64)
                 out[f"optim/{names[id(p)]}/{key}"] = arr.copy()
@@ -263,8 +325,10 @@ class TorchBackend:
         self.load_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
         by_name = dict(self.params)
         self.optimizer.state.clear()
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+            self._load_lbfgs_state(arrays)
         for k, v in arrays.items():
-            if not k.startswith("optim/"):
+            if not k.startswith("optim/") or isinstance(self.optimizer, torch.optim.LBFGS):
                 continue
             pname, key = k[6:].rsplit("/", 1)
             p = by_name[pname]
@@ -277,6 +341,58 @@ class TorchBackend:
             self.steps = int(arrays["step"])
         if "rng/torch" in arrays:
             torch.set_rng_state(torch.from_numpy(np.array(arrays["rng/torch"], dtype=np.uint8)))
+
+
+    # ---- L-BFGS: its state, global to the optimizer, lives on the first parameter (as torch
+    # keeps it); the layout is nnspec.backends.numpy.lbfgs's (flat vectors, stacked history)
+    def _lbfgs_state(self, names) -> dict[str, np.ndarray]:
+        torch = _torch()
+        from ..backends.numpy.lbfgs import to_arrays
+        first = self.params[0][1]
+        st = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else
+                  [x.detach().cpu().numpy() if torch.is_tensor(x) else x for x in v] if isinstance(v, list) else v)
+              for k, v in self.optimizer.state.get(first, {}).items() if k != "al"}
+        numel = sum(p.numel() for _, p in self.params)
+        return {f"optim/{names[id(first)]}/{k}": v for k, v in to_arrays(st, numel).items()}
+
+    def _load_lbfgs_state(self, arrays) -> None:
+        torch = _torch()
+        from ..backends.numpy.lbfgs import from_arrays
+        first_name, first = self.params[0]
+        prefix = f"optim/{first_name}/"
+        mine = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        if not mine:
+            return
+        st = from_arrays(mine, lambda a: torch.from_numpy(np.array(a)).to(first.device, first.dtype),
+                         lambda a: torch.tensor(float(a), dtype=first.dtype, device=first.device))
+        for key in ("t", "prev_loss"):  # plain numbers in torch's own state
+            if key in st:
+                st[key] = float(st[key])
+        self.optimizer.state[first] = st
+
+
+def _noisy(noise):
+    """Add the noise to the weights in place for the block, then restore the clean weights
+    bit for bit (a copy, not a subtraction: (w + e) − e need not be w)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        if not noise:
+            yield
+            return
+        torch = _torch()
+        clean = [w.detach().clone() for w, _ in noise]
+        with torch.no_grad():
+            for w, e in noise:
+                w.add_(e)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for (w, _), c in zip(noise, clean):
+                    w.copy_(c)
+    return ctx()
 
 
 def _scalar_dtype():
@@ -315,6 +431,9 @@ def make_optimizer(train, params):
     if name == "adamw":
         return torch.optim.AdamW(params, lr=o["lr"], betas=(o.get("beta1", 0.9), o.get("beta2", 0.999)),
                                  eps=o.get("eps", 1e-8), weight_decay=wd or o.get("weight_decay", 0.01))
+    if name == "lbfgs":  # full batch; the trainer refuses weight_decay and clip with it
+        return torch.optim.LBFGS(params, lr=o["lr"], max_iter=o["max_iter"], history_size=o["history"],
+                                 line_search_fn=None if o["line_search"] == "none" else o["line_search"])
     raise ValueError(f"unknown optimizer {name!r}")
 
 

@@ -1,7 +1,7 @@
 """The NumPy backend: a readable reference implementation of every op it supports.
 
 `NUMPY_OPS` maps an op of the registry (`nnspec.ops.OPS`) to its (forward, backward) pair of
-`layers`, `windows` or `norms` (cs231n style; the activation rows run generically from the registry's table, f and
+`layers`, `windows`, `norms` or `regularizers` (cs231n style; the activation rows run generically from the registry's table, f and
 f′, never a second copy of a formula). `UNSUPPORTED` names the ops this backend cannot run
 and why (none today); a layer may also raise `Unsupported` for arguments it lacks (3-D
 convolution and pooling). Both
@@ -25,6 +25,7 @@ from typing import Callable
 from ...ops import is_formula
 from . import layers as L
 from . import norms as N
+from . import regularizers as R
 from . import windows as W
 from .layers import Context, Unsupported
 
@@ -56,6 +57,8 @@ NUMPY_OPS: dict[str, Pair] = {
     "upsample": (W.upsample_forward, W.upsample_backward),
     "lrn": (N.lrn_forward, N.lrn_backward),
     "rrelu": (L.rrelu_forward, L.rrelu_backward),
+    "dropconnect": (R.dropconnect_forward, R.dropconnect_backward),
+    "fractional_maxpool": (R.fractional_maxpool_forward, R.fractional_maxpool_backward),
 }
 
 # op -> why this backend cannot run it. An op added to the registry must be added to

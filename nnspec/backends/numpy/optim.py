@@ -11,6 +11,7 @@ learning rate), each optimizer writes only its update. State keys are torch's
     adam      g ← g + wd·p;  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²;
               p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε)      (ε outside the root)
     adamw     p ← p·(1 − lr·wd), then adam with no decay in g
+    lbfgs     torch.optim.LBFGS, full batch, with a closure: see `lbfgs`
 
 >>> import numpy as np
 >>> p = {"w": np.array([1.0, -2.0])}
@@ -147,4 +148,8 @@ def make_optimizer(train, params: Mapping[str, np.ndarray]) -> Optimizer:
     if name == "adamw":
         return AdamW(params, o["lr"], o.get("beta1", 0.9), o.get("beta2", 0.999), o.get("eps", 1e-8),
                      wd or o.get("weight_decay", 0.01))
+    if name == "lbfgs":  # its own step(closure): nnspec/backends/numpy/lbfgs.py
+        from .lbfgs import LBFGS
+        return LBFGS(params, o["lr"], max_iter=o["max_iter"], history_size=o["history"],
+                     line_search_fn=None if o["line_search"] == "none" else o["line_search"])
     raise ValueError(f"unknown optimizer {name!r}")
