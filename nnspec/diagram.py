@@ -282,19 +282,26 @@ def _tip(name, label, shape, params, macs, span, line=None) -> str:
 # ---- findings -> the layers they name ---------------------------------------------------------
 
 def _marks(graph: Graph, findings) -> tuple[dict[int, list], list]:
-    """node id -> findings naming it (same span; the same block-instance chain when the finding
-    has one), and the findings that name no layer."""
+    """node id -> findings naming it (the same span and block-instance chain), and the
+    findings that name no layer. Findings a rule repeats at one position (a `repeat` of one
+    line makes layers that share span and chain) mark those layers once."""
+    at: dict = {}
     by_span: dict = {}
     for nd in graph.nodes:
-        by_span.setdefault(nd.span, []).append(nd)
+        at.setdefault((nd.span, nd.chain), []).append(nd.id)
+        by_span.setdefault(nd.span, []).append(nd.id)
     marks: dict[int, list] = {}
-    loose = []
+    loose, seen = [], set()
     for d in findings:
-        hit = [nd for nd in by_span.get(d.span, ()) if not d.chain or nd.chain == d.chain]
-        for nd in hit:
-            marks.setdefault(nd.id, []).append(d)
-        if not hit:
+        key = (d.span, d.chain)
+        # a finding placed at a layer's span without its chain names every layer made there
+        ids = at.get(key) or (by_span.get(d.span) if not d.chain else None)
+        if ids is None:
             loose.append(d)
+        elif (d.code,) + key not in seen:
+            seen.add((d.code,) + key)
+            for i in ids:
+                marks.setdefault(i, []).append(d)
     return marks, loose
 
 
@@ -575,7 +582,7 @@ def _header(spec, an, items, loose, findings, width: float) -> tuple[list[str], 
         legend.append(("folded block", FOLDED_COLOUR))
     y -= 4
     for name, (fill, stroke) in legend:
-        w = 16 + _text_w(name, 10) + 12
+        w = 16 + len(name) * 10 * 0.56 + 14  # lower-case labels: narrower than CHAR_W
         if x + w > MARGIN + width and x > MARGIN:
             x, y = MARGIN, y + 16
         out.append(f'<g class="nn-legend"><rect x="{_n(x)}" y="{_n(y - 9)}" width="12" height="12" '

@@ -243,6 +243,11 @@ def test_frames_title_block_instances_and_groups():
     assert frames["layer1"].get("data-block") is None  # a labelled group, not a block
 
 
+def test_the_module_examples_run():
+    import doctest
+    assert doctest.testmod(diagram).failed == 0
+
+
 # ---- colours ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("op", sorted(OPS))
@@ -308,6 +313,16 @@ def test_folded_findings_of_the_engine_name_the_instances_the_diagram_marks():
             assert hits, (d.code, inst)
             checked += 1
     assert checked >= 4
+
+
+def test_a_finding_repeated_by_a_repeat_marks_each_layer_once():
+    # relu after relu: NN302 for the 2nd and 3rd relu; one line made all three (same span and
+    # chain), so a finding cannot tell them apart: the three are marked, each once
+    spec = nnspec.loads("input 4x8x8\nrepeat 3 { relu }\nglobal_avgpool\nlinear(3)\n")
+    assert [d.code for d in diagram.lint_findings(spec)].count("NN302") == 2
+    m = marked(parse(diagram.render_svg(spec)))
+    assert {n for n in m if "NN302" in m[n]} == {"relu", "relu_1", "relu_2"}
+    assert all(m[n].count("NN302") == 1 for n in ("relu", "relu_1", "relu_2"))
 
 
 def test_findings_that_name_no_layer_are_listed_under_the_title():
