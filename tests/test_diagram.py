@@ -248,6 +248,16 @@ def test_the_module_examples_run():
     assert doctest.testmod(diagram).failed == 0
 
 
+def test_layers_from_a_used_file_name_that_file(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    spec = nnspec.load("docs/examples/densenet_small.nn")
+    root = parse(diagram.render_svg(spec, findings=()))
+    by = {el.get("data-name"): el for el in nodes(root)}
+    conv1 = by["features.denseblock1.denselayer1.conv1"]  # line 11 of the block library
+    assert (conv1.get("data-file"), conv1.get("data-line")) == ("docs/examples/densenet_blocks.nn", "11")
+    assert by["features.conv0"].get("data-file") is None and by["features.conv0"].get("data-line") == "8"
+
+
 # ---- colours ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("op", sorted(OPS))
