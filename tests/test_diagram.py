@@ -455,6 +455,18 @@ def test_cli_png_through_rsvg_convert(capsys, monkeypatch, tmp_path):
     assert code == 0 and out.read_bytes() == b"\x89PNG\r\n\x1a\n" + str(len(svg.encode())).encode()
 
 
+def test_png_with_the_real_rsvg_convert():
+    import shutil
+    exe = shutil.which("rsvg-convert")
+    if exe is None:
+        pytest.skip("rsvg-convert is not on PATH (apt install librsvg2-bin)")
+    svg = diagram.render_svg(nnspec.load(SPECS / "lenet5.nn"))
+    data = diagram.to_png(svg, exe)
+    root = parse(svg)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(data[16:20], "big") == round(float(root.get("width")))
+
+
 def test_cli_png_is_not_written_to_a_terminal(capsys, monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     code, out, err = run(capsys, "diagram", str(SPECS / "lenet5.nn"), "--format", "png")
