@@ -28,6 +28,7 @@ Structure (a contract for `nnspec serve`/`html` and the tests), everything else 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -539,11 +540,11 @@ def render_svg(spec, *, depth: int | None = None, findings=None) -> str:
     left, right, height = _measure_chain(items)
     body_w = left + right
     head, head_h, head_w = _header(spec, an, items, loose, findings, max(body_w, 640))
-    width = max(body_w, head_w) + 2 * MARGIN
+    width = math.ceil(max(body_w, head_w) + 2 * MARGIN)  # whole pixels: converters agree on the size
     top = MARGIN + head_h + 12
     _place_chain(items, MARGIN + max(left, (width - 2 * MARGIN) / 2 - (right - left) / 2)
                  if body_w < head_w else MARGIN + left, top, None, cv)
-    total_h = top + height + MARGIN
+    total_h = math.ceil(top + height + MARGIN)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="nn-diagram" width="{_n(width)}" '
            f'height="{_n(total_h)}" viewBox="0 0 {_n(width)} {_n(total_h)}" font-family="{FONT}" '
            f'data-network={_attr(graph.name)}>',
