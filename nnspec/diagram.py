@@ -28,6 +28,7 @@ Structure (a contract for `nnspec serve`/`html` and the tests), everything else 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -282,19 +283,26 @@ def _tip(name, label, shape, params, macs, span, line=None) -> str:
 # ---- findings -> the layers they name ---------------------------------------------------------
 
 def _marks(graph: Graph, findings) -> tuple[dict[int, list], list]:
-    """node id -> findings naming it (same span; the same block-instance chain when the finding
-    has one), and the findings that name no layer."""
+    """node id -> findings naming it (the same span and block-instance chain), and the
+    findings that name no layer. Findings a rule repeats at one position (a `repeat` of one
+    line makes layers that share span and chain) mark those layers once."""
+    at: dict = {}
     by_span: dict = {}
     for nd in graph.nodes:
-        by_span.setdefault(nd.span, []).append(nd)
+        at.setdefault((nd.span, nd.chain), []).append(nd.id)
+        by_span.setdefault(nd.span, []).append(nd.id)
     marks: dict[int, list] = {}
-    loose = []
+    loose, seen = [], set()
     for d in findings:
-        hit = [nd for nd in by_span.get(d.span, ()) if not d.chain or nd.chain == d.chain]
-        for nd in hit:
-            marks.setdefault(nd.id, []).append(d)
-        if not hit:
+        key = (d.span, d.chain)
+        # a finding placed at a layer's span without its chain names every layer made there
+        ids = at.get(key) or (by_span.get(d.span) if not d.chain else None)
+        if ids is None:
             loose.append(d)
+        elif (d.code,) + key not in seen:
+            seen.add((d.code,) + key)
+            for i in ids:
+                marks.setdefault(i, []).append(d)
     return marks, loose
 
 
@@ -532,11 +540,11 @@ def render_svg(spec, *, depth: int | None = None, findings=None) -> str:
     left, right, height = _measure_chain(items)
     body_w = left + right
     head, head_h, head_w = _header(spec, an, items, loose, findings, max(body_w, 640))
-    width = max(body_w, head_w) + 2 * MARGIN
+    width = math.ceil(max(body_w, head_w) + 2 * MARGIN)  # whole pixels: converters agree on the size
     top = MARGIN + head_h + 12
     _place_chain(items, MARGIN + max(left, (width - 2 * MARGIN) / 2 - (right - left) / 2)
                  if body_w < head_w else MARGIN + left, top, None, cv)
-    total_h = top + height + MARGIN
+    total_h = math.ceil(top + height + MARGIN)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="nn-diagram" width="{_n(width)}" '
            f'height="{_n(total_h)}" viewBox="0 0 {_n(width)} {_n(total_h)}" font-family="{FONT}" '
            f'data-network={_attr(graph.name)}>',
@@ -575,7 +583,7 @@ def _header(spec, an, items, loose, findings, width: float) -> tuple[list[str], 
         legend.append(("folded block", FOLDED_COLOUR))
     y -= 4
     for name, (fill, stroke) in legend:
-        w = 16 + _text_w(name, 10) + 12
+        w = 16 + len(name) * 10 * 0.56 + 14  # lower-case labels: narrower than CHAR_W
         if x + w > MARGIN + width and x > MARGIN:
             x, y = MARGIN, y + 16
         out.append(f'<g class="nn-legend"><rect x="{_n(x)}" y="{_n(y - 9)}" width="12" height="12" '

@@ -243,6 +243,21 @@ def test_frames_title_block_instances_and_groups():
     assert frames["layer1"].get("data-block") is None  # a labelled group, not a block
 
 
+def test_the_module_examples_run():
+    import doctest
+    assert doctest.testmod(diagram).failed == 0
+
+
+def test_layers_from_a_used_file_name_that_file(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    spec = nnspec.load("docs/examples/densenet_small.nn")
+    root = parse(diagram.render_svg(spec, findings=()))
+    by = {el.get("data-name"): el for el in nodes(root)}
+    conv1 = by["features.denseblock1.denselayer1.conv1"]  # line 11 of the block library
+    assert (conv1.get("data-file"), conv1.get("data-line")) == ("docs/examples/densenet_blocks.nn", "11")
+    assert by["features.conv0"].get("data-file") is None and by["features.conv0"].get("data-line") == "8"
+
+
 # ---- colours ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("op", sorted(OPS))
@@ -308,6 +323,16 @@ def test_folded_findings_of_the_engine_name_the_instances_the_diagram_marks():
             assert hits, (d.code, inst)
             checked += 1
     assert checked >= 4
+
+
+def test_a_finding_repeated_by_a_repeat_marks_each_layer_once():
+    # relu after relu: NN302 for the 2nd and 3rd relu; one line made all three (same span and
+    # chain), so a finding cannot tell them apart: the three are marked, each once
+    spec = nnspec.loads("input 4x8x8\nrepeat 3 { relu }\nglobal_avgpool\nlinear(3)\n")
+    assert [d.code for d in diagram.lint_findings(spec)].count("NN302") == 2
+    m = marked(parse(diagram.render_svg(spec)))
+    assert {n for n in m if "NN302" in m[n]} == {"relu", "relu_1", "relu_2"}
+    assert all(m[n].count("NN302") == 1 for n in ("relu", "relu_1", "relu_2"))
 
 
 def test_findings_that_name_no_layer_are_listed_under_the_title():
@@ -428,6 +453,18 @@ def test_cli_png_through_rsvg_convert(capsys, monkeypatch, tmp_path):
     code, _, _ = run(capsys, "diagram", str(SPECS / "lenet5.nn"), "-o", str(out))
     svg = diagram.render_svg(nnspec.load(SPECS / "lenet5.nn"))
     assert code == 0 and out.read_bytes() == b"\x89PNG\r\n\x1a\n" + str(len(svg.encode())).encode()
+
+
+def test_png_with_the_real_rsvg_convert():
+    import shutil
+    exe = shutil.which("rsvg-convert")
+    if exe is None:
+        pytest.skip("rsvg-convert is not on PATH (apt install librsvg2-bin)")
+    svg = diagram.render_svg(nnspec.load(SPECS / "lenet5.nn"))
+    data = diagram.to_png(svg, exe)
+    root = parse(svg)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(data[16:20], "big") == round(float(root.get("width")))
 
 
 def test_cli_png_is_not_written_to_a_terminal(capsys, monkeypatch):
