@@ -166,12 +166,24 @@ def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` whole or not at all: a temporary file in the same folder,
     flushed and fsynced, then renamed over `path`. The file keeps the permissions it had, or
     gets those of a new file (0666 less the umask; mkstemp's own are 0600). An OSError
-    becomes a UsageError."""
+    becomes a UsageError. A link is followed (the file it names is replaced, not the link); a
+    device or pipe (`-o /dev/null`, `-o >(gzip > x)`) is written straight: renaming a file over
+    it would replace the device itself."""
+    import stat
     import tempfile
-    folder = os.path.dirname(os.path.abspath(path))
+    shown, path = path, os.path.realpath(path)
+    folder = os.path.dirname(path)
     tmp = None
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            try:
+                with open(path, "wb") as f:
+                    f.write(data)
+            except OSError as e:
+                raise UsageError(f"cannot write '{shown}': {e.strerror or e}") from None
+            return
+        mode = st.st_mode & 0o7777
     except OSError:
         umask = os.umask(0)
         os.umask(umask)
@@ -186,7 +198,7 @@ def write_atomic(path: str, data: bytes) -> None:
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
-        raise UsageError(f"cannot write '{path}': {e.strerror or e}") from None
+        raise UsageError(f"cannot write '{shown}': {e.strerror or e}") from None
     finally:
         if tmp is not None:
             try:
