@@ -304,6 +304,33 @@ def test_maxpool_ties_send_the_gradient_where_pytorch_sends_it(source):
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12)    # (overlaps sum in another order)
 
 
+@pytest.mark.parametrize("source", ["input 2x6x6\nmaxpool(2)", "input 2x7x7\nmaxpool(3, stride=2, pad=1)"])
+def test_maxpool_sends_the_gradient_to_a_nan_as_pytorch_does(source):
+    """A NaN wins its windows (PyTorch: `val > max || isnan(val)`): the output is NaN there
+    and the NaN's cell takes the gradient; the other windows as without it."""
+    spec = nnspec.loads(source + "\n")
+    gen = np.random.default_rng(1)
+    x = gen.integers(0, 3, (3,) + spec.graph.input.shape).astype(np.float64)
+    x[0, 1, 2, 3] = x[2, 0, 0, 0] = np.nan
+    m = nnspec.compile(spec, backend="numpy", dtype="float64")
+    out = m.forward(x)
+    dout = gen.standard_normal(out.shape)
+    dx = m.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    t = nnspec.compile(spec).double()
+    ot = t(xt)
+    ot.backward(torch.from_numpy(dout))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ot.detach().numpy()))
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12)
+    # an infinite gradient reaches its window's winner only (no inf·0 = NaN elsewhere)
+    x = gen.standard_normal(x.shape)
+    m.forward(x)
+    dout[0, 0, 0, 0] = np.inf
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    t(xt).backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(m.backward(dout), xt.grad.numpy(), rtol=1e-12)
+
+
 # ---- docs/numpy.md -------------------------------------------------------------------------
 
 DOC = __import__("pathlib").Path(__file__).parent.parent / "docs" / "numpy.md"

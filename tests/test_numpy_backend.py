@@ -147,6 +147,8 @@ LAYERS = [
     "input 2x9x10\nconv(5, (3, 2), stride=(2, 1), pad=(1, 2), dilation=(2, 1))",  # channels-first
     "input 8x9x10\nconv(6, 3, stride=2, pad=1, dilation=2)",         # channels-last, per offset
     "input 8x9x10\nconv(6, (2, 3), stride=(1, 2), pad=(0, 1))",      # channels-last, per row
+    "input 8x9x10\nconv(6, (3, 3), pad=(1, 2), dilation=(1, 2))",    # dx as a correlation
+    "input 8x6x6\nconv(4, 2, pad=2, bias=false)",                    # pad > D(K-1): added
     "input 3x10x10\nmaxpool(3, stride=2, pad=1, ceil_mode=true)",
     "input 3x10x11\nmaxpool((2, 3), stride=(2, 2), dilation=2)",
     "input 3x11\nmaxpool(2)",
