@@ -72,6 +72,9 @@ class NumpyBackend:
         m = self.model
         m.train()
         m.step = self.steps
+        # the last step's gradients go before this one's exist (as torch's zero_grad with
+        # set_to_none): else both sets are alive during backward
+        m.grads = self._grads = {}
         out = m.forward(x, input_grad=False)
         value, dout = self.loss_of(out, np.asarray(y))
         m.backward(dout)
