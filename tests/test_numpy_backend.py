@@ -143,6 +143,8 @@ LAYERS = [
     "input 4x9x10\nconv(6, (3, 2), stride=(2, 1), pad=(1, 0), dilation=2, groups=2)",
     "input 4x9x9\nconv(8, 3, pad=\"same\", groups=4, bias=false)",   # depthwise x2
     "input 4x9x9\nconv(4, 3, stride=2, groups=4)",                   # depthwise
+    "input 4x9x10\nconv(8, (3, 2), stride=(1, 2), pad=(2, 1), dilation=(2, 1), groups=4)",
+    "input 3x12\nconv(6, 3, pad=1, groups=3)",                       # depthwise 1-D
     "input 3x11\nconv(5, 3, stride=2, pad=1)",                        # 1-D
     "input 2x9x10\nconv(5, (3, 2), stride=(2, 1), pad=(1, 2), dilation=(2, 1))",  # channels-first
     "input 8x9x10\nconv(6, 3, stride=2, pad=1, dilation=2)",         # channels-last, per offset

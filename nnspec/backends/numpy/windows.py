@@ -292,45 +292,95 @@ def _conv_cf_backward(x4, d4, weight, k, s, p, d, input_grad):
 
 
 def _conv_grouped_forward(x, params, attrs):
-    """Grouped convolution: one copy of the windows into a (G, N·OH·OW, C/G·KH·KW) matrix,
-    then one batched matmul."""
+    """Grouped convolution. Depthwise (groups = C, O = C·M): channels-last, one
+    multiply-accumulate per kernel offset over all channels at once. Otherwise one copy of
+    the windows into a (G, N·OH·OW, C/G·KH·KW) matrix, then one batched matmul. Either keeps
+    the input, not the windows (PyTorch's saved tensors; backward unfolds again)."""
     x4 = _as_2d(x)
     k, s, p, d = _geometry2d(x.shape, attrs, pool=False)
     n, c, h, w = x4.shape
     g = attrs["groups"]
     weight = params["weight"]
     o = weight.shape[0]
-    w4 = weight.reshape(o, c // g, k[0], k[1])
-    oh = _window_out(h, k[0], s[0], p[0], d[0], False)
-    ow = _window_out(w, k[1], s[1], p[1], d[1], False)
-    xp = np.pad(x4, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
-    win = _windows(xp, k, s, d, (oh, ow))                      # (N, C, OH, OW, KH, KW)
-    win = win.reshape(n, g, c // g, oh, ow, k[0], k[1])
-    cols = win.transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * oh * ow, (c // g) * k[0] * k[1])
-    wm = w4.reshape(g, o // g, -1)                              # (G, O/G, C/G·KH·KW)
-    out = cols @ wm.transpose(0, 2, 1)                          # (G, N·OH·OW, O/G)
-    out = out.reshape(g, n, oh, ow, o // g).transpose(1, 0, 4, 2, 3).reshape(n, o, oh, ow)
+    out_hw = (_window_out(h, k[0], s[0], p[0], d[0], False), _window_out(w, k[1], s[1], p[1], d[1], False))
+    if g == c:
+        out = _depthwise(x4, weight, k, s, p, d, out_hw)
+    else:
+        cols = _grouped_cols(x4, k, s, p, d, g, out_hw)
+        wm = weight.reshape(g, o // g, -1)                          # (G, O/G, C/G·KH·KW)
+        out = cols @ wm.transpose(0, 2, 1)                          # (G, N·OH·OW, O/G)
+        out = out.reshape(g, n, *out_hw, o // g).transpose(1, 0, 4, 2, 3).reshape(n, o, *out_hw)
     if attrs["bias"]:
         out = out + params["bias"][:, None, None]
     if x.ndim == 3:
         out = out[:, :, 0, :]
-    return out, ("grouped", x.shape, xp.shape, cols, wm, weight.shape, (k, s, p, d), g, attrs["bias"])
+    return out, ("grouped", x, weight, (k, s, p, d), g, attrs["bias"])
+
+
+def _grouped_cols(x4, k, s, p, d, g, out_hw):
+    """The windows of x4 as (G, N·OH·OW, C/G·KH·KW): one copy."""
+    n, c = x4.shape[:2]
+    xp = np.pad(x4, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    win = _windows(xp, k, s, d, out_hw).reshape(n, g, c // g, *out_hw, k[0], k[1])
+    return win.transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * out_hw[0] * out_hw[1], -1)
+
+
+def _depthwise(x4, weight, k, s, p, d, out_hw):
+    """Depthwise: out[n, c·M + m] = Σ over offsets of the slice of channel c times its tap,
+    channels-last (N, OH, OW, C, M) accumulated per kernel offset; (N, O, OH, OW) a view."""
+    n, c = x4.shape[:2]
+    mult = weight.shape[0] // c
+    w5 = weight.reshape(c, mult, k[0], k[1])
+    xp = _pad_nhwc(x4, p)[..., None]                               # (N, Hp, Wp, C, 1)
+    out = np.zeros((n, *out_hw, c, mult), x4.dtype)
+    tmp = np.empty_like(out)
+    for i, j, rs, cs in _offsets(k, s, d, out_hw):
+        out += np.multiply(xp[:, rs, cs], w5[:, :, i, j], out=tmp)
+    return out.reshape(n, *out_hw, c * mult).transpose(0, 3, 1, 2)
+
+
+def _depthwise_backward(x4, d4, weight, k, s, p, d):
+    n, c, h, w = x4.shape
+    o, oh, ow = d4.shape[1:]
+    mult = o // c
+    w5 = weight.reshape(c, mult, k[0], k[1])
+    xp = _pad_nhwc(x4, p)
+    d5 = d4.transpose(0, 2, 3, 1).reshape(n, oh, ow, c, mult)      # channels-last (a copy if need be)
+    dw = np.empty((c, mult, k[0], k[1]), x4.dtype)
+    dxp = np.zeros_like(xp)
+    tmp = np.empty_like(d5)
+    for i, j, rs, cs in _offsets(k, s, d, (oh, ow)):
+        xs = xp[:, rs, cs, :, None]
+        # the tap's gradient: Σ over batch and positions of dout·x, as a BLAS product
+        rows = np.multiply(d5, xs, out=tmp).reshape(-1, c * mult)
+        dw[:, :, i, j] = (np.ones(rows.shape[0], x4.dtype) @ rows).reshape(c, mult)
+        np.multiply(d5, w5[:, :, i, j], out=tmp)
+        dxp[:, rs, cs, :] += tmp[..., 0] if mult == 1 else tmp.sum(axis=-1)
+    dx = dxp[:, p[0]:p[0] + h, p[1]:p[1] + w, :].transpose(0, 3, 1, 2)
+    return dx, dw.reshape(weight.shape)
 
 
 def _conv_grouped_backward(dout, cache):
-    _, x_shape, xp_shape, cols, wm, w_shape, (k, s, p, d), g, bias = cache
-    d4 = _as_2d(dout)
+    _, x, weight, (k, s, p, d), g, bias = cache
+    x4, d4 = _as_2d(x), _as_2d(dout)
     n, o, oh, ow = d4.shape
-    c = xp_shape[1]
-    dm = d4.reshape(n, g, o // g, oh, ow).transpose(1, 0, 3, 4, 2).reshape(g, n * oh * ow, o // g)
-    grads = {"weight": (dm.transpose(0, 2, 1) @ cols).reshape(w_shape)}
+    c, h, w = x4.shape[1:]
+    grads = {}
     if bias:
         grads["bias"] = d4.sum(axis=(0, 2, 3))
+    if g == c:
+        dx, grads["weight"] = _depthwise_backward(x4, d4, weight, k, s, p, d)
+        return dx.reshape(x.shape), grads
+    cols = _grouped_cols(x4, k, s, p, d, g, (oh, ow))
+    wm = weight.reshape(g, o // g, -1)
+    dm = d4.reshape(n, g, o // g, oh, ow).transpose(1, 0, 3, 4, 2).reshape(g, n * oh * ow, o // g)
+    grads["weight"] = (dm.transpose(0, 2, 1) @ cols).reshape(weight.shape)
+    del cols
     dcols = (dm @ wm).reshape(g, n, oh, ow, c // g, k[0], k[1])
     dcols = dcols.transpose(1, 0, 4, 2, 3, 5, 6).reshape(n, c, oh, ow, k[0], k[1])
+    xp_shape = (n, c, h + 2 * p[0], w + 2 * p[1])
     dxp = _col2im(dcols, xp_shape, k, s, d, (oh, ow))
-    dx = dxp[:, :, p[0]:xp_shape[2] - p[0], p[1]:xp_shape[3] - p[1]]
-    return dx.reshape(x_shape), grads
+    return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].reshape(x.shape), grads
 
 
 # ---- pooling ----------------------------------------------------------------------------------
