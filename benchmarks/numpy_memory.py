@@ -19,7 +19,7 @@ specs/resnet18.nn, 10 classes), float32, each spec's own optimizer (ResNet-18: i
   model: the gradient entering a layer and the one leaving it, and the kernels' chunk
   buffers (unfolded matrices: about 1024 output positions x KH·KW·C values, up to ~1 MiB).
 
-The last line is one JSON object {model: ratio}.
+The last line is one JSON object {model: {"held": ratio, "peak": ratio}}.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def main() -> None:
         est_kept = t.kept * 4 * args.batch + t.kept_extra_bytes * args.batch
         held, kept, fixed, peak = measure(spec, args.batch)
         ratio = held / t.train_bytes
-        result[name] = round(ratio, 3)
+        result[name] = {"held": round(ratio, 3), "peak": round(peak / t.train_bytes, 3)}
         print(f"{name:12s} {kept / mib:8.2f} {est_kept / mib:8.2f} {held / mib:8.2f} "
               f"{t.train_bytes / mib:8.2f} {ratio:6.3f} {peak / mib:9.2f} {peak / t.train_bytes:6.3f}"
               f"{'' if 0.85 <= ratio <= 1.15 else '  (outside ±15%)'}")

@@ -229,8 +229,9 @@ def main() -> None:
         floor = 2 * macs / rate
         print(f"  GEMM floor: {macs / 1e9:.2f} GMAC per step at {rate / 1e9:.0f} GFLOP/s = "
               f"{floor * 1e3:.1f} ms; the conv and linear kernels take {weighted * 1e3:.1f} ms "
-              f"({weighted / floor:.2f}x the floor: the rest is unfolding, padding and copies); "
-              f"the other ops {(total - weighted) * 1e3:.1f} ms")
+              f"({weighted / floor:.2f}x the floor: above it, the convolutions' unfolding, padding "
+              f"and gradient scatter, small GEMMs' lower rate, and the machine's load); the other "
+              f"ops {(total - weighted) * 1e3:.1f} ms")
     print(json.dumps(result))
 
 
