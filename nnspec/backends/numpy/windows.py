@@ -1,11 +1,15 @@
 """NumPy layers with a sliding window: convolution, pooling, and up-sampling (transposed
 convolution, interpolation); the (forward, backward) convention is `layers`'.
 
-Convolution and pooling unfold the padded input into windows with `sliding_window_view` (a
-view, then one copy into a matrix) and multiply one large matrix per group; their backward
-accumulates the window gradients back over the kernel offsets (KH·KW strided slice
-additions, `_col2im`), never over batch items or pixels. Transposed convolution is the same
-pair of operations the other way round. 1-D inputs (N, C, L) run as 2-D with H = 1.
+Convolution copies the windows of the padded input into a reused matrix, a chunk of about
+`ROWS` output positions at a time, channels-last (channels-first where window rows are
+short), and multiplies it by the weight: one GEMM per chunk; backward unfolds again from the
+kept input, and takes dx as a correlation (stride 1) or adds one product per kernel offset.
+Depthwise convolution and pooling run one pass per kernel offset over a strided slice of
+the whole batch; avg pooling's and grouped convolution's backward accumulate the window
+gradients over the kernel offsets (`_col2im`). Never a loop over batch items, pixels or
+channels. Transposed convolution is the grouped pair of operations the other way round.
+1-D inputs (N, C, L) run as 2-D with H = 1.
 """
 
 from __future__ import annotations
