@@ -286,22 +286,50 @@ def test_a_non_finite_step_updates_nothing_in_either_backend():
             np.testing.assert_array_equal(v, before[k], err_msg=f"{backend.name} {k}")
 
 
-@pytest.mark.parametrize("source", ["input 2x6x6\nmaxpool(2)", "input 2x7x7\nmaxpool(3, stride=2, pad=1)"])
+POOLS = ["input 2x6x6\nmaxpool(2)", "input 2x7x7\nmaxpool(3, stride=2, pad=1)"]
+
+
+def _pool_in_both(m, t, x, dout):
+    """(output, input gradient) of the NumPy model m and the torch model t, float64."""
+    out = m.forward(x)
+    dx = m.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    ot = t(xt)
+    ot.backward(torch.from_numpy(dout))
+    return out, dx, ot.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("source", POOLS)
 def test_maxpool_ties_send_the_gradient_where_pytorch_sends_it(source):
     """Inputs of 0s and 1s: most windows hold several maxima; the gradient goes to one."""
     spec = nnspec.loads(source + "\n")
     gen = np.random.default_rng(0)
     x = gen.integers(0, 2, (3,) + spec.graph.input.shape).astype(np.float64)
-    m = nnspec.compile(spec, backend="numpy", dtype="float64")
-    out = m.forward(x)
-    dout = gen.standard_normal(out.shape)
-    dx = m.backward(dout)
-    xt = torch.from_numpy(x.copy()).requires_grad_(True)
-    t = nnspec.compile(spec).double()
-    t(xt).backward(torch.from_numpy(dout))
+    m, t = nnspec.compile(spec, backend="numpy", dtype="float64"), nnspec.compile(spec).double()
+    dout = gen.standard_normal((3,) + spec.graph.nodes[-1].shape)
+    _, dx, _, want = _pool_in_both(m, t, x, dout)
     assert dx.sum() == pytest.approx(dout.sum())     # each window's gradient lands once
-    np.testing.assert_array_equal(dx != 0, xt.grad.numpy() != 0)   # the same winners
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12)    # (overlaps sum in another order)
+    np.testing.assert_array_equal(dx != 0, want != 0)   # the same winners
+    np.testing.assert_allclose(dx, want, rtol=1e-12)    # (overlaps sum in another order)
+
+
+@pytest.mark.parametrize("source", POOLS)
+def test_maxpool_sends_the_gradient_to_a_nan_as_pytorch_does(source):
+    """A NaN wins its windows (PyTorch: `val > max || isnan(val)`): the output is NaN there
+    and the NaN's cell takes the gradient; the other windows as without it. An infinite
+    gradient reaches its window's winner only (no inf·0 = NaN elsewhere)."""
+    spec = nnspec.loads(source + "\n")
+    gen = np.random.default_rng(1)
+    x = gen.integers(0, 3, (3,) + spec.graph.input.shape).astype(np.float64)
+    x[0, 1, 2, 3] = x[2, 0, 0, 0] = np.nan
+    m, t = nnspec.compile(spec, backend="numpy", dtype="float64"), nnspec.compile(spec).double()
+    dout = gen.standard_normal((3,) + spec.graph.nodes[-1].shape)
+    out, dx, out_t, want = _pool_in_both(m, t, x, dout)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(out_t))
+    np.testing.assert_allclose(dx, want, rtol=1e-12)
+    dout[0, 0, 0, 0] = np.inf
+    _, dx, _, want = _pool_in_both(m, t, gen.standard_normal(x.shape), dout)
+    np.testing.assert_allclose(dx, want, rtol=1e-12)
 
 
 # ---- docs/numpy.md -------------------------------------------------------------------------

@@ -143,7 +143,14 @@ LAYERS = [
     "input 4x9x10\nconv(6, (3, 2), stride=(2, 1), pad=(1, 0), dilation=2, groups=2)",
     "input 4x9x9\nconv(8, 3, pad=\"same\", groups=4, bias=false)",   # depthwise x2
     "input 4x9x9\nconv(4, 3, stride=2, groups=4)",                   # depthwise
+    "input 4x9x10\nconv(8, (3, 2), stride=(1, 2), pad=(2, 1), dilation=(2, 1), groups=4)",
+    "input 3x12\nconv(6, 3, pad=1, groups=3)",                       # depthwise 1-D
     "input 3x11\nconv(5, 3, stride=2, pad=1)",                        # 1-D
+    "input 2x9x10\nconv(5, (3, 2), stride=(2, 1), pad=(1, 2), dilation=(2, 1))",  # channels-first
+    "input 8x9x10\nconv(6, 3, stride=2, pad=1, dilation=2)",         # channels-last, per offset
+    "input 8x9x10\nconv(6, (2, 3), stride=(1, 2), pad=(0, 1))",      # channels-last, per row
+    "input 8x9x10\nconv(6, (3, 3), pad=(1, 2), dilation=(1, 2))",    # dx as a correlation
+    "input 8x6x6\nconv(4, 2, pad=2, bias=false)",                    # pad > D(K-1): added
     "input 3x10x10\nmaxpool(3, stride=2, pad=1, ceil_mode=true)",
     "input 3x10x11\nmaxpool((2, 3), stride=(2, 2), dilation=2)",
     "input 3x11\nmaxpool(2)",
@@ -181,6 +188,18 @@ def test_layer_variants_equal_torch(source, mode):
     t.train(mode == "train")
     gen = np.random.default_rng(4)
     _compare(m, t, gen.standard_normal((2,) + spec.graph.input.shape), gen)
+
+
+@pytest.mark.parametrize("source", [s for s in LAYERS if "conv(" in s and "groups" not in s])
+def test_conv_in_many_chunks_equals_torch(source, monkeypatch):
+    """Chunks of one image (`ROWS`, `COLS` made tiny): the chunk loop's bounds and the
+    accumulated weight gradient."""
+    monkeypatch.setattr(npb.windows, "ROWS", 1)
+    monkeypatch.setattr(npb.windows, "COLS", 1)
+    spec = nnspec.loads(source + "\n")
+    m, t = _pair(spec)
+    gen = np.random.default_rng(6)
+    _compare(m, t, gen.standard_normal((3,) + spec.graph.input.shape), gen)
 
 
 @pytest.mark.parametrize("shape", ["6", "3x4x4"])

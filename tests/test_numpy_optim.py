@@ -31,8 +31,11 @@ OURS = {"sgd": optim.SGD, "adagrad": optim.Adagrad, "rmsprop": optim.RMSprop, "a
 THEIRS = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
 
 
+@pytest.mark.parametrize("block", [None, 5])
 @pytest.mark.parametrize("name, ours, theirs", CASES)
-def test_twenty_steps_equal_torch_optim(name, ours, theirs):
+def test_twenty_steps_equal_torch_optim(name, ours, theirs, block, monkeypatch):
+    if block:  # in-place updates block by block (optim.BLOCK): the 4x3 weight in 3 blocks
+        monkeypatch.setattr(optim, "BLOCK", block)
     gen = np.random.default_rng(0)
     start = {"w": gen.standard_normal((4, 3)), "b": gen.standard_normal(3)}
     params = {k: v.copy() for k, v in start.items()}

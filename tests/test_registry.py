@@ -115,6 +115,28 @@ def test_row_df_equals_centred_finite_differences(op):
     np.testing.assert_allclose(row.df(kept, a, NUMPY), fd, rtol=1e-6, atol=1e-8)
 
 
+def test_numpy_erf_equals_math_erf_and_torch_over_a_wide_range():
+    """GELU's Φ over NumPy: Cody's rational erf (`activations.cody_erf`) against math.erf
+    (the C library's) and torch.erf: every branch and its edges, tiny, huge, signed zeros,
+    ±inf, NaN; more values than one block of the blocked evaluation; float32 keeps its dtype."""
+    x = np.concatenate([np.linspace(-30, 30, 140001), np.logspace(-300, 1.5, 3000),
+                        -np.logspace(-300, 1.5, 3000),
+                        [0.0, -0.0, 0.46875, np.nextafter(0.46875, 1), 4.0, np.nextafter(4.0, 5),
+                         26.543, 27.0, 1e300, -1e300]])
+    want = np.array([math.erf(v) for v in x])
+    got = NUMPY.erf(x)
+    assert got.dtype == np.float64 and got.shape == x.shape
+    np.testing.assert_allclose(got, want, rtol=5e-16, atol=0)
+    np.testing.assert_allclose(got, torch.erf(torch.from_numpy(x)).numpy(), rtol=5e-16, atol=0)
+    np.testing.assert_array_equal(np.signbit(got[x == 0]), np.signbit(x[x == 0]))
+    special = NUMPY.erf(np.array([np.inf, -np.inf, np.nan]))
+    assert special[0] == 1 and special[1] == -1 and np.isnan(special[2])
+    x32 = np.linspace(-6, 6, 1001, dtype=np.float32)
+    got32 = NUMPY.erf(x32)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, [math.erf(v) for v in x32.astype(float)], rtol=0, atol=3e-7)
+
+
 # ---- one row is all a new activation needs ------------------------------------------------------
 
 @pytest.fixture

@@ -38,7 +38,7 @@ class ArrayOps:
 
     NumPy is imported on first use: `import nnspec` and `nnspec table` do not pay for it."""
 
-    _NAMES = ("exp", "expm1", "log1p", "tanh", "abs", "where", "clip")
+    _NAMES = ("exp", "expm1", "log1p", "tanh", "abs", "where", "clip", "floor")
 
     def __getattr__(self, name):
         if name not in self._NAMES:
@@ -50,10 +50,18 @@ class ArrayOps:
 
     @staticmethod
     def erf(x):
-        # NumPy has no erf; math.erf per element is exact but slow (only GELU uses it).
+        """NumPy has no erf: W. J. Cody's rational approximations (`cody_erf`), in blocks of
+        65536 values whose temporaries stay in cache (1M values: 275 -> 110 ms; math.erf per
+        element 330 ms)."""
         import numpy as np
         x = np.asarray(x)
-        return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype if x.dtype.kind == "f" else float)
+        if x.size <= _ERF_BLOCK:
+            return cody_erf(x, NUMPY)
+        out = np.empty(x.shape, x.dtype if x.dtype.kind == "f" else float)
+        flat, dest = x.reshape(-1), out.reshape(-1)
+        for i in range(0, flat.size, _ERF_BLOCK):
+            dest[i:i + _ERF_BLOCK] = cody_erf(flat[i:i + _ERF_BLOCK], NUMPY)
+        return out
 
     @staticmethod
     def as_float(cond, like):
@@ -65,15 +73,69 @@ class ArrayOps:
 
 NUMPY = ArrayOps()
 
+# W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 23
+# (1969), as in his CALERF (netlib specfun): erf on |x| <= 0.46875, erfc·e^{x²} on
+# 0.46875 < |x| <= 4 and beyond; relative error below 1e-16 in float64 (tests/test_registry.py
+# against math.erf).
+_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02,
+          3.20937758913846947e03, 1.85777706184603153e-1)
+_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03,
+          2.84423683343917062e03)
+_ERF_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01,
+          2.98635138197400131e02, 8.81952221241769090e02, 1.71204761263407058e03,
+          2.05107837782607147e03, 1.23033935479799725e03, 2.15311535474403846e-8)
+_ERF_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02,
+          1.62138957456669019e03, 3.29079923573345963e03, 4.36261909014324716e03,
+          3.43936767414372164e03, 1.23033935480374942e03)
+_ERF_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1,
+          1.60837851487422766e-2, 6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERF_Q = (2.56852019228982242e00, 1.87295284992346725e00, 5.27905102951428412e-1,
+          6.05183413124413191e-2, 2.33520497626869185e-3)
+_ERF_SMALL, _ERF_MID, _ERF_BIG = 0.46875, 4.0, 26.543  # erfc(26.543) underflows
+_ERF_BLOCK = 1 << 16
+
+
+def cody_erf(x, xp):
+    """erf(x) elementwise over the array module `xp` (every branch on the whole array, each
+    fed a clipped copy of x so that none overflows; the branch's own range picked by where)."""
+    x = xp.where(x == x, x, x)  # an array (a scalar becomes one), NaN kept
+    y = xp.abs(x)
+    # |x| <= 0.46875: x·A(x²)/B(x²)
+    xs = xp.clip(x, -_ERF_SMALL, _ERF_SMALL)
+    ysq = xs * xs
+    num, den = _ERF_A[4] * ysq, ysq
+    for a, b in zip(_ERF_A[:3], _ERF_B[:3]):
+        num, den = (num + a) * ysq, (den + b) * ysq
+    small = xs * (num + _ERF_A[3]) / (den + _ERF_B[3])
+    # 0.46875 < |x| <= 4: erfc = e^{−x²}·C(|x|)/D(|x|)
+    ym = xp.clip(y, _ERF_SMALL, _ERF_MID)
+    num, den = _ERF_C[8] * ym, ym
+    for c, d in zip(_ERF_C[:7], _ERF_D[:7]):
+        num, den = (num + c) * ym, (den + d) * ym
+    mid = (num + _ERF_C[7]) / (den + _ERF_D[7])
+    # |x| > 4: erfc = e^{−x²}/|x|·(1/√π − P(1/x²)/(x²·Q(1/x²)))
+    yb = xp.clip(y, _ERF_MID, _ERF_BIG)
+    z = 1 / (yb * yb)
+    num, den = _ERF_P[5] * z, z
+    for pc, qc in zip(_ERF_P[:4], _ERF_Q[:4]):
+        num, den = (num + pc) * z, (den + qc) * z
+    big = (0.56418958354775628695 - z * (num + _ERF_P[4]) / (den + _ERF_Q[4])) / yb
+    # e^{−y²} as e^{−r²}·e^{−(y−r)(y+r)}, r = y rounded down to 1/16: no cancellation in y²
+    yt = xp.where(y <= _ERF_MID, ym, yb)
+    r = xp.floor(yt * 16) / 16
+    erfc = xp.exp(-r * r) * xp.exp(-(yt - r) * (yt + r)) * xp.where(y <= _ERF_MID, mid, big)
+    large = (0.5 - erfc) + 0.5
+    return xp.where(y <= _ERF_SMALL, small, xp.where(x < 0, -large, large))
+
 
 def torch_xp():
     """The same namespace over torch (imported on first use only)."""
     import torch
 
     class TorchOps:
-        exp, expm1, log1p, tanh, abs, where, clip, erf = (
+        exp, expm1, log1p, tanh, abs, where, clip, floor, erf = (
             torch.exp, torch.expm1, torch.log1p, torch.tanh, torch.abs, torch.where, torch.clip,
-            torch.erf)
+            torch.floor, torch.erf)
 
         @staticmethod
         def as_float(cond, like):

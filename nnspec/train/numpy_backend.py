@@ -83,6 +83,9 @@ class NumpyBackend:
         m.train()
         m.step = self.steps
         y = np.asarray(y)
+        # the last step's gradients go before this one's exist (as torch's zero_grad with
+        # set_to_none): else both sets are alive during backward
+        m.grads = self._grads = {}
         noise = self._weight_noise()
         if self.lbfgs:
             return self._lbfgs_step(x, y, noise, lr)

@@ -50,8 +50,10 @@ class Unsupported(Exception):
 # ---- linear -----------------------------------------------------------------------------------
 
 def linear_forward(x, params, attrs, mode, ctx):
-    """x (N, F_in), weight (F_out, F_in), bias (F_out,) -> (N, F_out)"""
-    out = x @ params["weight"].T
+    """x (N, F_in), weight (F_out, F_in), bias (F_out,) -> (N, F_out), computed as
+    (W·xᵀ)ᵀ: the same product, the output a transposed view; OpenBLAS is faster this way
+    round (784->256 at batch 64: 375 -> 298 µs; 4096->256: 2264 -> 1552 µs)."""
+    out = (params["weight"] @ x.T).T
     if attrs["bias"]:
         out += params["bias"]
     return out, (x, params["weight"], attrs["bias"], ctx is None or ctx.input_grad)

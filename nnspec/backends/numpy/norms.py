@@ -15,8 +15,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 def channel_sums(a, axes):
     """a's sums over every axis but the channels (1), as BLAS matrix-vector products: a
     channels-last array (a convolution's output, and what elementwise layers make of it) is a
-    (positions, C) matrix, a channels-first one a (N·C, positions) matrix. Other layouts:
-    NumPy's sum."""
+    (positions, C) matrix, a channels-first one a (N·C, positions) matrix, one whose memory is
+    (C, N, positions) a (C, N·positions) matrix. Other layouts: NumPy's sum."""
     if a.ndim == 2:
         return np.ones(a.shape[0], a.dtype) @ a
     last = a.transpose((0,) + tuple(range(2, a.ndim)) + (1,))
@@ -26,6 +26,10 @@ def channel_sums(a, axes):
     if a.flags.c_contiguous:
         n, c = a.shape[:2]
         return (a.reshape(n * c, -1) @ np.ones(a[0, 0].size, a.dtype)).reshape(n, c).sum(axis=0)
+    first = a.swapaxes(0, 1)  # (C, N, *spatial) memory: a convolution's channels-first path
+    if first.flags.c_contiguous:
+        rows = first.reshape(a.shape[1], -1)
+        return rows @ np.ones(rows.shape[1], a.dtype)
     return a.sum(axis=axes)
 
 

@@ -53,6 +53,21 @@ class Optimizer:
         raise NotImplementedError
 
 
+BLOCK = 1 << 16  # elements per block of an in-place update: its temporary stays small
+
+
+def subtract_scaled(p: np.ndarray, lr: float, g: np.ndarray) -> None:
+    """p -= lr·g in place, block by block: the temporary lr·g is one block, not a copy of
+    the parameter (the MLP's 784x256 weight: 0.77 MiB at the step's peak, ResNet-18's
+    3x3x512x512 ones 9 MiB)."""
+    if not p.flags.c_contiguous or p.size <= BLOCK:
+        p -= lr * g
+        return
+    pf, gf = p.reshape(-1), g.reshape(-1)  # pf a view of p (contiguous)
+    for i in range(0, pf.size, BLOCK):
+        pf[i:i + BLOCK] -= lr * gf[i:i + BLOCK]
+
+
 class SGD(Optimizer):
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
@@ -69,7 +84,7 @@ class SGD(Optimizer):
                 buf *= self.momentum
                 buf += (1 - self.dampening) * g if self.dampening else g
             g = g + self.momentum * buf if self.nesterov else buf
-        p -= self.lr * g
+        subtract_scaled(p, self.lr, g)
 
 
 class Adagrad(Optimizer):
