@@ -430,7 +430,9 @@ def test_freeze_patterns():
 def test_every_train_key_is_known_and_tested():
     tested = {"loss", "optimizer", "data", "schedule", "augment", "init", "weight_decay", "l1", "l2",
               "batch", "epochs", "validation", "seed", "classes", "early_stopping", "clip",
-              "elastic_net", "freeze", "health", "noise"}  # health: tests/test_health.py; noise: test_regops.py
+              "elastic_net", "freeze", "health", "noise", "folds", "snapshots", "class_weights",
+              "sampler"}  # health: tests/test_health.py; noise: test_regops.py;
+    # folds, snapshots: test_members.py; class_weights, sampler: test_imbalance.py
     assert set(config.KEYS) == tested
 
 
