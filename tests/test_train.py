@@ -177,7 +177,7 @@ def test_cli_train_report_plot_and_evaluate(tmp_path):
     assert ev["accuracy"] == pytest.approx(np.trace(conf) / conf.sum())
     assert ev["accuracy"] == pytest.approx(rep["test_accuracy"])
     text = run_cli("evaluate", "specs/mlp_digits.nn", "--weights", str(run / "best.safetensors"))
-    assert "per-class accuracy" in text.stdout and "confusion matrix" in text.stdout
+    assert "per-class recall" in text.stdout and "confusion matrix" in text.stdout
 
 
 def test_cli_errors_are_one_line(tmp_path):

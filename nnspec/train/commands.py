@@ -55,7 +55,7 @@ def register(sub) -> None:
                         "batch independence, float64 gradient check) instead of training; exit 1 if one fails")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of weights")
+    e = sub.add_parser("evaluate", help="accuracy, per-class recall and confusion matrix of weights (several: their ensemble)")
     e.add_argument("file", help="a .nn spec")
     e.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a network parameter")
     e.add_argument("--weights", required=True, nargs="+", metavar="FILE",
