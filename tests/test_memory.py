@@ -204,3 +204,15 @@ def test_an_mlp_peaks_where_the_big_weight_gradient_is_made():
     # fc1's input (kept), fc1's output gradient, every parameter gradient
     assert t.peak_bytes == 4 * (8 * 784 + 8 * 256 + (784 * 256 + 256) + (256 * 10 + 10))
     assert 0 <= step_peak(spec, 8) - t.train_bytes <= 8   # the loss's scalars
+
+
+def test_explain_shows_the_peak_at_its_layer():
+    from nnspec.explain import explain
+    from nnspec.report import human_bytes
+    an = nnspec.load(ROOT / "benchmarks" / "specs" / "lenet5_28.nn").analyze(batch=16)
+    t = an.totals
+    here = explain(an, "c1_tanh")
+    assert "its backward keeps its output" in here
+    assert f"the step's peak is this layer's backward: {human_bytes(t.train_bytes)}" in here
+    assert f"activation gradients {human_bytes(2 * 16 * 6 * 784 * 4)}" in here
+    assert "the step's peak, " in explain(an, "c3") and "is at the backward of c1_tanh" in explain(an, "c3")
