@@ -198,7 +198,7 @@ def totals_lines(an: Analysis) -> list[str]:
         f"{human_bytes(t.train_bytes - t.param_bytes - t.peak_bytes)} ({t.optimizer_slots} per parameter) + "
         f"gradients made so far {human_bytes(t.peak_parts[2])} + activations kept for backward still "
         f"alive {human_bytes(t.peak_parts[0])} + activation gradients {human_bytes(t.peak_parts[1])}",
-        f"kept for backward {human_bytes(t.saved_bytes)} in all for batch {an.batch} "
+        f"backward keeps  {human_bytes(t.saved_bytes)} in all for batch {an.batch} "
         f"({count(t.kept)} activation values per sample)",
     ]
     return lines

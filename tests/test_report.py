@@ -333,3 +333,10 @@ def test_clip_keeps_both_ends():
     assert report.clip("x" * 80) == "x" * 80
     clipped = report.clip("a" * 50 + "b" * 50)
     assert clipped == "a" * 40 + "…" + "b" * 39 and len(clipped) == report.MAX_CELL
+
+
+def test_totals_lines_have_a_16_character_label():
+    # the web page splits each line at 16 characters (nnspec/web/static/app.js, showTotals)
+    for line in report.totals_lines(load("alexnet").analyze()):
+        label = line[:16]
+        assert label.strip() and label.endswith(" ") and line[16] != " ", line
