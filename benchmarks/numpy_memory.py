@@ -5,21 +5,22 @@
 For the three models of numpy_vs_torch.py and ResNet-18 at 3x64x64 (a reduced-input copy of
 specs/resnet18.nn, 10 classes), float32, each spec's own optimizer (ResNet-18: its train section's):
 
-- measured: what the model holds after one training step's forward — the distinct arrays its
+- peak: tracemalloc's highest traced memory during a whole step (forward, loss, backward,
+  update), traced from before the model is built;
+- estimate: `spec.analyze(batch=...).totals.train_bytes`, the analyzer's peak of a training
+  step (parameters + optimizer state + the highest of the forward's live values, each
+  backward step's kept values still alive + activation gradients + parameter gradients made
+  so far, and the update's gradients), from the plan's order and each op's `keeps` (it
+  equals the peak of PyTorch's live tensors: tests/test_memory.py);
+- the ratio peak / estimate (target within 0.85 .. 1.15). Above the estimate the NumPy step
+  has its kernels' scratch: conv chunk buffers (unfolded matrices), the optimizer's update
+  blocks (`optim.BLOCK`), f′ blocks;
+- held: what the model holds after one training step's forward — the distinct arrays its
   backward caches keep (each counted once by the buffer it lives in; parameters excluded) —
   plus the parameters and buffers, one gradient per trainable parameter (after backward) and
-  the optimizer's state (after an update);
-- estimate: `spec.analyze(batch=...).totals.train_bytes` (params + grads + optimizer state +
-  kept activations x batch, the kept part from each op's `keeps` in the registry, which
-  matches PyTorch's saved tensors: tests/test_memory.py);
-- the ratio measured / estimate (target within 0.85 .. 1.15);
-- the step's peak: tracemalloc's highest traced memory during a whole step (forward, loss,
-  backward, update), traced from before the model is built, and its ratio to the estimate.
-  Above the held memory it has the backward's working set, which the estimate does not
-  model: the gradient entering a layer and the one leaving it, and the kernels' chunk
-  buffers (unfolded matrices: about 1024 output positions x KH·KW·C values, up to ~1 MiB).
+  the optimizer's state (after an update); est.kept is `totals.saved_bytes`.
 
-The last line is one JSON object {model: {"held": ratio, "peak": ratio}}.
+The last line is one JSON object {model: {"peak": peak / estimate, "held": held / estimate}}.
 """
 
 from __future__ import annotations
@@ -111,17 +112,16 @@ def main() -> None:
     args = ap.parse_args()
     result = {}
     print(f"float32, batch {args.batch}, each spec's optimizer; MiB")
-    print(f"{'model':12s} {'kept':>8s} {'est.kept':>8s} {'held':>8s} {'estimate':>8s} {'ratio':>6s} "
-          f"{'step peak':>9s} {'ratio':>6s}")
+    print(f"{'model':12s} {'kept':>8s} {'est.kept':>8s} {'held':>8s} {'step peak':>9s} {'estimate':>8s} "
+          f"{'ratio':>6s}  estimated peak at")
     mib = 2 ** 20
     for name, spec in specs():
         t = spec.analyze(batch=args.batch).totals
-        est_kept = t.kept * 4 * args.batch + t.kept_extra_bytes * args.batch
         held, kept, fixed, peak = measure(spec, args.batch)
-        ratio = held / t.train_bytes
-        result[name] = {"held": round(ratio, 3), "peak": round(peak / t.train_bytes, 3)}
-        print(f"{name:12s} {kept / mib:8.2f} {est_kept / mib:8.2f} {held / mib:8.2f} "
-              f"{t.train_bytes / mib:8.2f} {ratio:6.3f} {peak / mib:9.2f} {peak / t.train_bytes:6.3f}"
+        ratio = peak / t.train_bytes
+        result[name] = {"peak": round(ratio, 3), "held": round(held / t.train_bytes, 3)}
+        print(f"{name:12s} {kept / mib:8.2f} {t.saved_bytes / mib:8.2f} {held / mib:8.2f} "
+              f"{peak / mib:9.2f} {t.train_bytes / mib:8.2f} {ratio:6.3f}  {t.peak_at}"
               f"{'' if 0.85 <= ratio <= 1.15 else '  (outside ±15%)'}")
     print(json.dumps(result))
 

@@ -44,9 +44,13 @@ class Totals:
     kept_extra_bytes: int  # per sample: dropout masks (1 byte) and max-pool indices (8 bytes)
     param_bytes: int
     forward_bytes: int     # activations x batch x dtype
-    train_bytes: int       # params + grads + optimizer state + kept activations x batch
+    train_bytes: int       # the peak of a training step: param_bytes + optimizer state + peak_bytes
     optimizer: str
     optimizer_slots: int
+    saved_bytes: int = 0   # what backward keeps, x batch: (kept x size + kept_extra_bytes) x batch
+    peak_bytes: int = 0    # the step's peak above parameters and optimizer state (see `train_peak`)
+    peak_at: str = ""      # where that peak is: "forward", "backward of <layer>" or "update"
+    peak_parts: tuple[int, int, int] = (0, 0, 0)  # (saved still alive, activation gradients, parameter gradients) there
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,8 @@ def receptive_field_pass(g: Graph, facts: dict) -> tuple:
 
 def kept_pass(g: Graph, facts: dict) -> tuple:
     """Per node: (values of its output the backward pass keeps, extra bytes for masks and
-    indices), from each op's `keeps` (nnspec/ops): a value is kept once, however many layers
+    indices, the first layer whose backward needs that value — it is freed after that
+    backward — or 0, whether a gradient flows through the node's output), from each op's `keeps` (nnspec/ops): a value is kept once, however many layers
     need it, when its producer keeps its output or a reader keeps its input. A view (flatten,
     identity) shares its source's storage, so keeping it keeps the source. Layers before the
     first trainable parameter record nothing (no gradient flows there)."""
@@ -113,7 +118,13 @@ def kept_pass(g: Graph, facts: dict) -> tuple:
     grads = [False] * n       # the node's output takes part in a gradient
     storage = list(range(n))  # the value whose memory a node's output is (views share it)
     needed = [False] * n
+    first = [0] * n           # the first keeper of a stored value (backward frees it after it)
     extra = [0] * n
+
+    def keep(v: int, by: int) -> None:
+        needed[v] = True
+        first[v] = min(first[v], by) if first[v] else by
+
     prod = math.prod
     for nd, ts in zip(nodes, facts["tensors"]):
         i, inputs, op = nd.id, nd.inputs, nd.opdef
@@ -129,14 +140,119 @@ def kept_pass(g: Graph, facts: dict) -> tuple:
             continue
         if "input" in keeps:
             for j in inputs:
-                needed[storage[j]] = True
+                keep(storage[j], i)
         if "output" in keeps:
-            needed[storage[i]] = True
+            keep(storage[i], i)
         if "mask" in keeps:
             extra[i] += prod(nd.shape)
         if "indices" in keeps:
             extra[i] += 8 * prod(nd.shape)  # int64, as PyTorch stores them
-    return tuple((math.prod(nd.shape) if needed[nd.id] else 0, extra[nd.id]) for nd in nodes)
+    return tuple((math.prod(nd.shape) if needed[nd.id] else 0, extra[nd.id], first[nd.id], grads[nd.id])
+                 for nd in nodes)
+
+
+def train_peak(g: Graph, facts: dict, trainable: list[int], size: int, batch: int) -> tuple:
+    """The highest memory of a training step above the parameters and the optimizer state:
+    (bytes, where, (saved, activation gradients, parameter gradients) there), bytes of a
+    whole batch. The step's order is the plan's (nnspec/plan.py); what is alive follows from
+    the last uses and the registry's `keeps` (`kept_pass`):
+
+    - forward, at each step: the values kept for backward made so far, plus the values made
+      and not yet read for the last time (an in-place step writes into its input's memory, a
+      view shares its source's);
+    - backward of each layer, last first: the kept values whose first keeper has not been
+      back-propagated yet (the layer's own included), the activation gradients alive (a
+      value's gradient lives from the backward of its last reader to that of its producer; a
+      view's input gradient is a view of its output gradient), and the parameter gradients
+      made so far (this layer's included; the step starts without gradients);
+    - the update: every parameter gradient.
+
+    Kernels' own scratch memory (a conv's unfolded chunk) is not counted."""
+    from .plan import steps
+
+    nodes = g.nodes
+    n = len(nodes)
+    kept = facts["kept"]
+    consumers = g.consumers()
+    last = [i for i in range(n)]          # id of the last reader; the output is read by the loss
+    for nd in nodes:
+        for v in nd.inputs:
+            last[v] = max(last[v], nd.id)
+    last[g.output] = n
+    # storage: views and in-place steps write into their input's memory
+    owner = list(range(n))
+    for st in steps(g, consumers):
+        if st.node.opdef.stores == "view" or st.in_place:
+            owner[st.output] = owner[st.inputs[0]]
+    until = [-1] * n                      # last step reading any value in the storage
+    for i in range(n):
+        until[owner[i]] = max(until[owner[i]], last[i])
+    elems = [math.prod(nd.shape) for nd in nodes]
+    stored = [0] * n                      # kept elements, by storage
+    freed = [0] * n                       # first keeper, by storage
+    for i, (k, _, f, _) in enumerate(kept):
+        if k:
+            o = owner[i]
+            stored[o] = elems[o]
+            freed[o] = min(freed[o], f) if freed[o] else f
+    extra = [e * batch for _, e, _, _ in kept]
+    unit = size * batch
+    # per step (index k, 1 .. n-1): value changes as the step runs (difference arrays)
+    made_saved = [0] * (n + 1)   # forward: kept values appear as they are made
+    live = [0] * (n + 2)         # forward: values not kept, from their step to their last reader
+    alive = [0] * (n + 1)        # backward: kept values alive down to their first keeper
+    made_saved[1] += stored[0] * unit
+    for o in range(1, n):
+        if owner[o] != o:
+            continue
+        if stored[o]:
+            made_saved[o] += stored[o] * unit
+            alive[freed[o]] += stored[o] * unit
+        else:
+            live[o] += elems[o] * unit
+            live[min(until[o], n) + 1] -= elems[o] * unit
+    if stored[0]:
+        alive[freed[0]] += stored[0] * unit
+    # activation-gradient storages (a view's input gradient is a view of its output gradient)
+    gowner = list(range(n))
+    for i in range(n - 1, 0, -1):
+        readers = consumers[i]
+        if len(readers) == 1 and nodes[readers[0]].opdef.stores == "view":
+            gowner[i] = gowner[readers[0]]
+    span: dict[int, list[int]] = {}
+    for i in range(1, n):
+        if kept[i][3]:
+            lo_hi = span.setdefault(gowner[i], [i, last[i]])
+            lo_hi[0], lo_hi[1] = min(lo_hi[0], i), max(lo_hi[1], last[i])
+    grad_live = [0] * (n + 2)
+    for o, (lo, hi) in span.items():
+        grad_live[lo] += elems[o] * unit
+        grad_live[min(hi, n) + 1] -= elems[o] * unit
+    best, where, parts = 0, "forward", (0, 0, 0)
+    fwd_saved = fwd_live = 0
+    saved_at, grads_at = [0] * n, [0] * n    # backward: prefix sums from the first step
+    s_run = g_run = 0
+    for k in range(1, n):
+        fwd_saved += made_saved[k] + extra[k]
+        fwd_live += live[k]
+        if fwd_saved + fwd_live > best:
+            best, parts = fwd_saved + fwd_live, (fwd_saved, fwd_live, 0)
+        s_run += alive[k] + extra[k]
+        g_run += grad_live[k]
+        saved_at[k], grads_at[k] = s_run, g_run
+    # backward of step k: kept values with first keeper <= k are alive (freed[o] <= k)
+    param_grads = 0
+    for k in range(n - 1, 0, -1):
+        if not kept[k][3]:
+            continue
+        param_grads += trainable[k] * size
+        total = saved_at[k] + grads_at[k] + param_grads
+        if total > best:
+            best, where, parts = total, f"backward of {nodes[k].name}", (saved_at[k], grads_at[k], param_grads)
+    total_grads = sum(trainable) * size
+    if total_grads > best:
+        best, where, parts = total_grads, "update", (0, 0, total_grads)
+    return best, where, parts
 
 
 def entering(g: Graph, nd, rf_jump) -> tuple:
@@ -193,12 +309,14 @@ def _totals(g: Graph, layers: list[LayerStats], facts: dict, batch: int, dtype: 
     buffers = sum(s.buffers for s in layers)
     forward = sum(s.activations for s in layers
                   if s.node.op == "input" or s.node.opdef.stores == "new")
-    kept = sum(k for k, _ in facts["kept"])
-    extra = sum(e for _, e in facts["kept"])
+    kept = sum(k[0] for k in facts["kept"])
+    extra = sum(k[1] for k in facts["kept"])
     opt = g.train.optimizer if g.train is not None and g.train.optimizer is not None else None
     opt_name = opt.name if opt else "sgd"
     slots = optimizer_slots(opt_name, opt.options if opt else {})
     param_bytes = (params + buffers) * size
-    train_bytes = param_bytes + trainable * size * (1 + slots) + (kept * size + extra) * batch
+    peak, where, parts = train_peak(g, facts, [s.trainable for s in layers], size, batch)
+    train_bytes = param_bytes + trainable * size * slots + peak
     return Totals(params, trainable, buffers, sum(s.macs for s in layers), forward, kept, extra,
-                  param_bytes, forward * batch * size, train_bytes, opt_name, slots)
+                  param_bytes, forward * batch * size, train_bytes, opt_name, slots,
+                  (kept * size + extra) * batch, peak, where, parts)

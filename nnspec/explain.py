@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .analysis import DTYPE_BYTES, Analysis, entering
+from .analysis import DTYPE_BYTES, Analysis, entering, kept_pass
 from .errors import Diagnostic, SpecError, did_you_mean
 from .ops import n, shape_str
 from .report import all_digits, human_bytes
@@ -48,7 +48,32 @@ def _explain(an: Analysis, name: str) -> str:
                + ("" if op.stores == "new" else
                   f" — counted as {'in place' if op.stores == 'inplace' else 'a view'} in forward memory"))
     out += _explain_rf(an, node, ins)
+    out += _explain_memory(an, node)
     return "\n".join(out) + "\n"
+
+
+def _explain_memory(an: Analysis, node) -> list[str]:
+    """What the layer's backward keeps, and whether the step's peak is at its backward."""
+    t = an.totals
+    grads = kept_pass(an.graph, {"tensors": tuple(s.tensors for s in an.layers)})[node.id][3]
+    keeps = node.opdef.keeps_for(node.attrs)
+    out = [f"\ntraining memory (batch {an.batch}, {an.dtype})"]
+    if not grads:
+        out.append("  no gradient reaches this layer (no trainable parameter before it): its "
+                   "backward keeps nothing")
+    else:
+        out.append(f"  its backward keeps {', '.join(f'its {k}' for k in keeps) if keeps else 'nothing'} "
+                   f"(the registry's `keeps`; a value is kept once, whoever needs it)")
+    saved, act_grads, param_grads = t.peak_parts
+    fixed = t.train_bytes - t.peak_bytes
+    if t.peak_at == f"backward of {node.name}":
+        out.append(f"  the step's peak is this layer's backward: {human_bytes(t.train_bytes)} = "
+                   f"parameters and optimizer state {human_bytes(fixed)} + parameter gradients "
+                   f"made so far {human_bytes(param_grads)} + activations kept and still alive "
+                   f"{human_bytes(saved)} + activation gradients {human_bytes(act_grads)}")
+    else:
+        out.append(f"  the step's peak, {human_bytes(t.train_bytes)}, is at the {t.peak_at}")
+    return out
 
 
 def _explain_rf(an: Analysis, node, ins) -> list[str]:

@@ -3,7 +3,7 @@
 The JSON form is a contract other tools parse (docs/json.md):
 {"network", "input", "batch", "dtype", "layers": [{"name", "op", "shape", "params",
 "trainable", "macs", "activations", "rf"}, …], "totals": {"params", "trainable", "buffers",
-"macs", "activations", "param_bytes", "forward_bytes", "train_bytes"}}
+"macs", "activations", "param_bytes", "forward_bytes", "train_bytes", "saved_bytes"}}
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def to_dict(an: Analysis) -> dict:
                     "activations": s.activations, "rf": _rf(s)} for s in an.layers[1:]],
         "totals": {"params": t.params, "trainable": t.trainable, "buffers": t.buffers,
                    "macs": t.macs, "activations": t.activations, "param_bytes": t.param_bytes,
-                   "forward_bytes": t.forward_bytes, "train_bytes": t.train_bytes},
+                   "forward_bytes": t.forward_bytes, "train_bytes": t.train_bytes,
+                   "saved_bytes": t.saved_bytes},
     }
 
 
@@ -192,9 +193,13 @@ def totals_lines(an: Analysis) -> list[str]:
         f"parameter size  {human_bytes(t.param_bytes)} ({an.dtype}, {size} bytes per value)",
         f"forward memory  {human_bytes(t.forward_bytes)} for batch {an.batch} "
         f"({count(t.activations)} activation values per sample, input included)",
-        f"training memory {human_bytes(t.train_bytes)} estimated: parameters + gradients + "
-        f"{t.optimizer} state ({t.optimizer_slots} per parameter) + activations kept for backward "
-        f"({count(t.kept)} per sample) x batch {an.batch}",
+        f"training memory {human_bytes(t.train_bytes)} estimated, the step's peak (at the {t.peak_at}): "
+        f"parameters {human_bytes(t.param_bytes)} + {t.optimizer} state "
+        f"{human_bytes(t.train_bytes - t.param_bytes - t.peak_bytes)} ({t.optimizer_slots} per parameter) + "
+        f"gradients made so far {human_bytes(t.peak_parts[2])} + activations kept for backward still "
+        f"alive {human_bytes(t.peak_parts[0])} + activation gradients {human_bytes(t.peak_parts[1])}",
+        f"backward keeps  {human_bytes(t.saved_bytes)} in all for batch {an.batch} "
+        f"({count(t.kept)} activation values per sample)",
     ]
     return lines
 

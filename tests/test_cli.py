@@ -126,7 +126,7 @@ def test_float16_halves_the_bytes(capsys):
         assert tb[key] * 2 == ta[key]
     # max pooling's int64 indices do not shrink with the dtype
     indices = nnspec.load(ALEXNET).analyze(batch=1).totals.kept_extra_bytes
-    assert tb["train_bytes"] * 2 - ta["train_bytes"] == indices > 0
+    assert tb["saved_bytes"] * 2 - ta["saved_bytes"] == indices > 0
 
 
 @pytest.mark.parametrize("argv", [

@@ -195,11 +195,14 @@ def test_expectations_match_monte_carlo():
 def test_memory_budget_names_the_batch_that_fits():
     text = "input 3x64x64\nconv(32, 3, pad=1) relu\nconv(32, 3, pad=1) relu\ntrain {\n  batch 1024\n}\n"
     (d,) = lint_source(text, options={"memory_budget": "1GB"}).findings
-    # kept per sample: the input 3*64*64 (conv 1) and each ReLU's output 32*64*64 (the second
-    # is also conv 2's input) = 274,432 values = 1,097,728 bytes;
-    # parameters (3*9*32+32) + (32*9*32+32) = 10,144 (+ as many gradients, SGD: no state)
-    fits = (2 ** 30 - 2 * 10_144 * 4) // 1_097_728
+    # the peak is the backward of the last ReLU: everything kept still alive — the input
+    # 3*64*64 (conv 1) and each ReLU's output 32*64*64 (the first is also conv 2's input),
+    # 274,432 values — plus the ReLU's output gradient and its input gradient being made
+    # (2 * 32*64*64), no parameter gradient yet: 536,576 values = 2,146,304 bytes per sample;
+    # parameters (3*9*32+32) + (32*9*32+32) = 10,144 (SGD: no state)
+    fits = (2 ** 30 - 10_144 * 4) // 2_146_304
     assert d.code == "NN801" and f"batch {fits} fits" in d.help
+    assert "the peak, at the backward of relu_1" in d.notes[0]
 
 
 def test_head_width_uses_the_data_classes():

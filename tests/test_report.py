@@ -115,7 +115,7 @@ def test_depth_2_names_block_instances():
 
 LAYER_KEYS = {"name", "op", "shape", "params", "trainable", "macs", "activations", "rf"}
 TOTAL_KEYS = {"params", "trainable", "buffers", "macs", "activations", "param_bytes",
-              "forward_bytes", "train_bytes"}
+              "forward_bytes", "train_bytes", "saved_bytes"}
 
 
 @pytest.mark.parametrize("name", ["alexnet", "resnet18", "mlp_digits"])
@@ -195,6 +195,14 @@ FORWARD = 3_072 + 7_200 + 1_800 + 10
 KEPT = 3_072 + 7_200 + 1_800
 # max pooling also keeps the argmax of each output as an int64: 8 bytes x 8*15*15
 INDEX_BYTES = 8 * 1_800
+# the step's peak is the ReLU's backward: kept still alive the conv's input and the ReLU's
+# output (the pool's output and indices are freed once the pool is back-propagated), the
+# ReLU's output gradient and its input gradient being made; fc's gradients made, not yet conv's
+AT_PEAK = 3_072 + 7_200 + 2 * 7_200
+# ... unless the dtype is 2 bytes: then the pool's backward, with its int64 indices alive and
+# the pool's input and output gradients (7,200 and 1,800 values: flatten's is a view), is higher
+AT_POOL = 3_072 + 7_200 + 7_200 + 1_800
+FC = 18_010
 
 
 def with_train(train: str) -> nnspec.Spec:
@@ -214,16 +222,20 @@ def test_bytes_follow_dtype_and_batch(dtype, batch):
     t = nnspec.loads(NET).analyze(batch=batch, dtype=dtype).totals
     assert t.param_bytes == PARAMS * size
     assert t.forward_bytes == FORWARD * batch * size
-    # plain SGD keeps no state: params + grads + kept activations
-    assert t.train_bytes == PARAMS * size + PARAMS * size + (KEPT * size + INDEX_BYTES) * batch
+    assert t.saved_bytes == (KEPT * size + INDEX_BYTES) * batch
+    # plain SGD keeps no state: params + the peak (fc's gradients, values alive x batch)
+    relu, pool = AT_PEAK * size, AT_POOL * size + INDEX_BYTES
+    assert t.train_bytes == PARAMS * size + FC * size + max(relu, pool) * batch
+    assert t.peak_at == ("backward of relu" if relu > pool else "backward of maxpool")
+    assert t.peak_at == ("backward of relu" if size >= 4 else "backward of maxpool")
 
 
 def test_float16_halves_every_byte_count_but_the_int64_indices():
     a = nnspec.loads(NET).analyze(batch=8, dtype="float32").totals
     b = nnspec.loads(NET).analyze(batch=8, dtype="float16").totals
     indices = INDEX_BYTES * 8
-    assert (b.param_bytes * 2, b.forward_bytes * 2, (b.train_bytes - indices) * 2) == \
-           (a.param_bytes, a.forward_bytes, a.train_bytes - indices)
+    assert (b.param_bytes * 2, b.forward_bytes * 2, (b.saved_bytes - indices) * 2) == \
+           (a.param_bytes, a.forward_bytes, a.saved_bytes - indices)
 
 
 @pytest.mark.parametrize("optimizer, slots", [
@@ -233,8 +245,8 @@ def test_float16_halves_every_byte_count_but_the_int64_indices():
 def test_training_memory_counts_optimizer_state(optimizer, slots):
     t = with_train(f"optimizer {optimizer}\nbatch 16").analyze().totals
     assert t.optimizer_slots == slots
-    # params + grads + optimizer slots per trainable parameter + activations kept x batch, fp32
-    assert t.train_bytes == 4 * (PARAMS + PARAMS * (1 + slots) + KEPT * 16) + INDEX_BYTES * 16
+    # params + optimizer slots per trainable parameter + the peak (see AT_PEAK), fp32
+    assert t.train_bytes == 4 * (PARAMS + PARAMS * slots + FC + AT_PEAK * 16)
 
 
 def test_adam_needs_more_training_memory_than_sgd_by_two_slots():
@@ -258,7 +270,7 @@ def test_freeze_reduces_trainable(pattern):
     assert t.params == PARAMS and t.trainable == 224
     assert an.layer("fc").trainable == 0 and an.layer("fc").params == 18_010
     # frozen parameters need neither gradients nor optimizer state
-    assert t.train_bytes == 4 * (PARAMS + 224 * 3 + KEPT) + INDEX_BYTES
+    assert t.train_bytes == 4 * (PARAMS + 224 * 2 + AT_PEAK)
 
 
 def test_freeze_a_named_group():
@@ -321,3 +333,10 @@ def test_clip_keeps_both_ends():
     assert report.clip("x" * 80) == "x" * 80
     clipped = report.clip("a" * 50 + "b" * 50)
     assert clipped == "a" * 40 + "…" + "b" * 39 and len(clipped) == report.MAX_CELL
+
+
+def test_totals_lines_have_a_16_character_label():
+    # the web page splits each line at 16 characters (nnspec/web/static/app.js, showTotals)
+    for line in report.totals_lines(load("alexnet").analyze()):
+        label = line[:16]
+        assert label.strip() and label.endswith(" ") and line[16] != " ", line

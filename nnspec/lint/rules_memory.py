@@ -1,16 +1,18 @@
 """NN8xx: the training-memory estimate against `--memory-budget`.
 
-The estimate is the analysis's (nnspec/analysis.py): parameters and buffers, one gradient
-per trainable parameter, the optimizer's state (SGD with momentum 1 value per parameter,
-Adam 2), and every layer output kept for backward, times the train section's batch, in
-float32. Framework overhead, workspace and fragmentation come on top.
+The estimate is the analysis's (nnspec/analysis.py `train_peak`): the peak of a training
+step — parameters and buffers, the optimizer's state (SGD with momentum 1 value per
+parameter, Adam 2), and at the step's highest point the parameter gradients made so far,
+the layer outputs kept for backward still alive and the activation gradients, at the train
+section's batch, in float32. Framework overhead, kernels' workspace and fragmentation come
+on top.
 """
 
 from __future__ import annotations
 
 import re
 
-from ..analysis import DTYPE_BYTES
+from ..analysis import DTYPE_BYTES, analyze
 from ..report import human_bytes
 from .catalogue import rule
 from .context import Context
@@ -86,16 +88,25 @@ def training_memory(cx: Context):
         return  # NN802 says it: no batch size helps
     if t.train_bytes <= budget:
         return
-    size = DTYPE_BYTES[an.dtype]
-    per_sample = t.kept * size + t.kept_extra_bytes
-    fits = (budget - fixed) // per_sample if per_sample else 0
+    # the peak grows with the batch: the largest batch under the budget, by bisection
+    g, dtype = an.graph, an.dtype
+    lo, hi = 0, an.batch - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if analyze(g, mid, dtype).totals.train_bytes <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    fits = lo
+    saved, act_grads, param_grads = t.peak_parts
     yield cx.hit(_where(cx),
                  f"training needs about {human_bytes(t.train_bytes)} at batch {an.batch}, above "
                  f"the {human_bytes(budget)} budget",
-                 notes=(f"parameters and buffers {human_bytes(params)}, gradients "
-                        f"{human_bytes(grads)}, optimizer state {human_bytes(state)} "
-                        f"({t.optimizer}), activations kept for backward "
-                        f"{human_bytes(per_sample)} per sample × {an.batch}",),
+                 notes=(f"the peak, at the {t.peak_at}: parameters and buffers "
+                        f"{human_bytes(params)}, optimizer state {human_bytes(state)} "
+                        f"({t.optimizer}), parameter gradients made so far "
+                        f"{human_bytes(param_grads)}, activations kept for backward still alive "
+                        f"{human_bytes(saved)}, activation gradients {human_bytes(act_grads)}",),
                  help=(f"batch {fits} fits" if fits >= 1 else "not even batch 1 fits")
                  + "; float16 halves every term")
 
