@@ -175,6 +175,17 @@ LAYERS = [
     "input 3x4x5\nupsample((2, 3))",
     "input 3x4x5\nupsample((3, 2), mode=\"bilinear\")",
     "input 3x5\nupsample(3, mode=\"bilinear\")",
+    # 3-D (CxDxHxW): per-axis arguments, groups, depthwise, ceil mode, padding not counted
+    "input 4x5x6x7\nconv(6, (3, 2, 2), stride=(2, 1, 1), pad=(1, 0, 1), dilation=(1, 2, 1), groups=2)",
+    "input 4x5x5x5\nconv(8, 3, pad=\"same\", groups=4, bias=false)",
+    "input 3x6x7x6\nmaxpool(3, stride=2, pad=1, ceil_mode=true)",
+    "input 3x6x7x6\nmaxpool((2, 3, 2), stride=(2, 2, 1), dilation=2)",
+    "input 3x6x6x6\navgpool(3, stride=2, pad=1, ceil_mode=true, count_include_pad=false)",
+    "input 3x5x7x5\nadaptive_avgpool((2, 3, 4))",
+    "input 3x3x4x5\nupsample((2, 1, 3))",
+    "input 3x3x4x5\nupsample((2, 3, 2), mode=\"bilinear\")",
+    "input 4x3x4x5\nconv_transpose(6, (3, 2, 2), stride=(2, 3, 1), pad=(1, 0, 0), output_pad=(1, 2, 0), groups=2)",
+    "input 4x3x3x3\nconv_transpose(4, 3, dilation=2, output_pad=1, bias=false)",
     "input 7x3x3\nlrn(4, alpha=0.5, beta=0.6, k=2.0)",
     "input 5x4\nlrn(3)",
 ]

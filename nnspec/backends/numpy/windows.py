@@ -17,6 +17,7 @@ kernel offset or one matrix per axis.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -24,7 +25,6 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ...ops import window_axes
 from ...ops.windows import _window_out
-from .layers import Unsupported
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -59,9 +59,9 @@ _ALL2 = (slice(None), slice(None))  # the batch and channel axes of an index
 def _taps(k, s, d, out):
     """(offset, slices): per kernel offset, in scan order, the strided slice of the padded
     spatial axes that meets it in every window (any number of axes)."""
-    for off in np.ndindex(*k):
-        yield off, tuple(slice(o * di, o * di + si * (n - 1) + 1, si)
-                         for o, si, di, n in zip(off, s, d, out))
+    axes = [[slice(o * di, o * di + si * (n - 1) + 1, si) for o in range(ki)]
+            for ki, si, di, n in zip(k, s, d, out)]
+    return zip(itertools.product(*map(range, k)), itertools.product(*axes))
 
 
 def _windows(xp, k, s, d, out):
@@ -158,7 +158,7 @@ def conv_forward(x, params, attrs, mode, ctx):
     n, c, h, w = x4.shape
     weight = params["weight"]
     o = weight.shape[0]
-    out_hw = (_window_out(h, k[0], s[0], p[0], d[0], False), _window_out(w, k[1], s[1], p[1], d[1], False))
+    out_hw = _out_sizes((h, w), k, s, p, d)
     layout = "cf" if _short_rows(c, k) else "nhwc"
     out = (_conv_cf if layout == "cf" else _conv_nhwc)(x4, weight, k, s, p, d, out_hw)
     if attrs["bias"]:
