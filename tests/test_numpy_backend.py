@@ -178,6 +178,7 @@ LAYERS = [
     # 3-D (CxDxHxW): per-axis arguments, groups, depthwise, ceil mode, padding not counted
     "input 4x5x6x7\nconv(6, (3, 2, 2), stride=(2, 1, 1), pad=(1, 0, 1), dilation=(1, 2, 1), groups=2)",
     "input 4x5x5x5\nconv(8, 3, pad=\"same\", groups=4, bias=false)",
+    "input 3x5x6x5\nconv(4, (3, 2, 3), stride=(1, 2, 1), pad=(1, 1, 0), dilation=(2, 1, 1))",
     "input 3x6x7x6\nmaxpool(3, stride=2, pad=1, ceil_mode=true)",
     "input 3x6x7x6\nmaxpool((2, 3, 2), stride=(2, 2, 1), dilation=2)",
     "input 3x6x6x6\navgpool(3, stride=2, pad=1, ceil_mode=true, count_include_pad=false)",

@@ -10,9 +10,9 @@ the whole batch; avg pooling's and grouped convolution's backward accumulate the
 gradients over the kernel offsets (`_col2im`). Never a loop over batch items, pixels or
 channels. Transposed convolution is the grouped pair of operations the other way round.
 1-D inputs (N, C, L) run as 2-D with H = 1. 3-D inputs (N, C, D, H, W) take the same
-arithmetic over N spatial axes: convolution as the grouped path (one copy of the windows,
-one batched GEMM; `_col2im` for dx), pooling and interpolation as in 2-D, one pass per
-kernel offset or one matrix per axis.
+arithmetic over any number of spatial axes (`_taps`, `_windows`, `_col2im`): ungrouped
+convolution channels-last (`_conv_last`), grouped as above, pooling one pass per kernel
+offset, interpolation one matrix per axis.
 """
 
 from __future__ import annotations
@@ -150,9 +150,11 @@ def conv_forward(x, params, attrs, mode, ctx):
     contiguous values), or channels-first where those rows are short (few input channels:
     one copy of whole output rows per kernel offset, `_short_rows`). Backward unfolds again
     from the kept input (PyTorch keeps the input, not the unfolded matrix). Grouped: one
-    batched matmul over the groups; 3-D takes that path too, with one group."""
-    if attrs["groups"] != 1 or x.ndim > 4:
+    batched matmul over the groups (3-D too). Ungrouped 3-D: `_conv_last`."""
+    if attrs["groups"] != 1:
         return _conv_grouped_forward(x, params, attrs)
+    if x.ndim > 4:
+        return _conv_last(x, params, attrs, ctx)
     x4 = _as_2d(x)
     k, s, p, d = _geometry2d(x.shape, attrs, pool=False)
     n, c, h, w = x4.shape
@@ -225,6 +227,8 @@ def _conv_cf(x4, weight, k, s, p, d, out_hw):
 def conv_backward(dout, cache):
     if cache[0] == "grouped":
         return _conv_grouped_backward(dout, cache)
+    if cache[0] == "last":
+        return _conv_last_backward(dout, cache)
     layout, x, weight, (k, s, p, d), bias, input_grad = cache
     x4, d4 = _as_2d(x), _as_2d(dout)
     grads = {}
@@ -320,8 +324,89 @@ def _conv_cf_backward(x4, d4, weight, k, s, p, d, input_grad):
     return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].transpose(1, 0, 2, 3), dwm.reshape(weight.shape)
 
 
+def _pad_last(x, p):
+    """(N, C, *S) -> padded channels-last (N, *(S + 2P), C), one copy."""
+    n, c = x.shape[:2]
+    xp = np.zeros((n, *(size + 2 * pi for size, pi in zip(x.shape[2:], p)), c), x.dtype)
+    xp[(slice(None),) + tuple(slice(pi, pi + size) for pi, size in zip(p, x.shape[2:]))] = np.moveaxis(x, 1, -1)
+    return xp
+
+
+def _unfold_last(xp, cols, k, s, d, out_sp):
+    """Fill cols (B, *out, K, C) from a padded channels-last chunk (B, *padded, C): one copy
+    per kernel offset, of runs of C contiguous values."""
+    for t, (_, sl) in enumerate(_taps(k, s, d, out_sp)):
+        cols[..., t, :] = xp[(slice(None),) + sl]
+    return cols
+
+
+def _conv_last(x, params, attrs, ctx):
+    """Ungrouped convolution over any number of spatial axes (used for 3-D): channels-last,
+    (B·P, K·C) @ (K·C, O) per chunk of about `ROWS` output positions (P positions per image,
+    K kernel offsets), the unfolded chunk filled one kernel offset at a time; (N, O, *out) a
+    view of channels-last memory. Keeps the input and the weight (backward unfolds again)."""
+    k, s, p, d = window_axes(attrs, x.ndim - 2)
+    n, c = x.shape[:2]
+    weight = params["weight"]
+    o, kk = weight.shape[0], math.prod(k)
+    out_sp = _out_sizes(x.shape[2:], k, s, p, d)
+    npos = math.prod(out_sp)
+    wm = weight.reshape(o, c, kk).transpose(2, 1, 0).reshape(kk * c, o)  # (K·C, O)
+    xp = _pad_last(x, p)
+    out = np.empty((n, *out_sp, o), x.dtype)
+    b = _chunk(n, npos, ROWS)
+    cols = np.empty((b, *out_sp, kk, c), x.dtype)
+    for b0 in range(0, n, b):
+        m = min(b, n - b0)
+        cm = _unfold_last(xp[b0:b0 + m], cols[:m], k, s, d, out_sp).reshape(m * npos, -1)
+        np.matmul(cm, wm, out=out[b0:b0 + m].reshape(m * npos, o))
+    out = np.moveaxis(out, -1, 1)
+    if attrs["bias"]:
+        out += params["bias"].reshape((-1,) + (1,) * len(k))
+    return out, ("last", x, weight, (k, s, p, d), attrs["bias"], ctx is None or ctx.input_grad)
+
+
+def _conv_last_backward(dout, cache):
+    """dW = Σ over chunks of doutᵀ·cols; dx: one product per chunk, (B·P, O) @ (O, K·C),
+    added onto the padded channels-last dx one kernel offset at a time."""
+    _, x, weight, (k, s, p, d), bias, input_grad = cache
+    n, o = dout.shape[:2]
+    c, sizes, out_sp = x.shape[1], x.shape[2:], dout.shape[2:]
+    kk, npos = math.prod(k), math.prod(out_sp)
+    grads = {}
+    if bias:
+        grads["bias"] = dout.sum(axis=(0, *range(2, dout.ndim)))
+    xp = _pad_last(x, p)
+    dl = np.moveaxis(dout, 1, -1)                                      # (N, *out, O)
+    wm = weight.reshape(o, c, kk).transpose(0, 2, 1).reshape(o, kk * c)  # (O, K·C)
+    dwm = np.zeros((o, kk * c), x.dtype)
+    b = _chunk(n, npos, ROWS)
+    cols = np.empty((b, *out_sp, kk, c), x.dtype)
+    dm_buf = np.empty((b, *out_sp, o), x.dtype)
+    if input_grad:
+        dxp = np.zeros_like(xp)
+        dc_buf = np.empty((b * npos, kk * c), x.dtype)
+    for b0 in range(0, n, b):
+        m = min(b, n - b0)
+        dm = dm_buf[:m]
+        dm[...] = dl[b0:b0 + m]
+        dm = dm.reshape(m * npos, o)
+        cm = _unfold_last(xp[b0:b0 + m], cols[:m], k, s, d, out_sp).reshape(m * npos, -1)
+        dwm += dm.T @ cm
+        if input_grad:
+            dc = np.matmul(dm, wm, out=dc_buf[:m * npos]).reshape(m, *out_sp, kk, c)
+            dxc = dxp[b0:b0 + m]
+            for t, (_, sl) in enumerate(_taps(k, s, d, out_sp)):
+                dxc[(slice(None),) + sl] += dc[..., t, :]
+    grads["weight"] = dwm.reshape(o, kk, c).transpose(0, 2, 1).reshape(weight.shape)
+    if not input_grad:
+        return None, grads
+    dx = dxp[(slice(None),) + tuple(slice(pi, pi + size) for pi, size in zip(p, sizes))]
+    return np.moveaxis(dx, -1, 1), grads  # a view of channels-last memory, as in 2-D
+
+
 def _conv_grouped_forward(x, params, attrs):
-    """Grouped convolution, and every 3-D one. Depthwise 1-D or 2-D (groups = C, O = C·M):
+    """Grouped convolution (any rank). Depthwise 1-D or 2-D (groups = C, O = C·M):
     channels-last, one multiply-accumulate per kernel offset over all channels at once.
     Otherwise one copy of the windows into a (G, N·P, C/G·K) matrix (P output positions, K
     kernel offsets), then one batched matmul. Either keeps the input, not the windows
