@@ -124,11 +124,11 @@ def _unfold_nhwc(xp, cols, k, s, d, out_hw):
     return cols
 
 
-def _pad_nhwc(x4, p):
-    """(N, C, H, W) -> padded channels-last (N, H + 2P, W + 2P, C), one copy."""
-    n, c, h, w = x4.shape
-    xp = np.zeros((n, h + 2 * p[0], w + 2 * p[1], c), x4.dtype)
-    xp[:, p[0]:p[0] + h, p[1]:p[1] + w, :] = x4.transpose(0, 2, 3, 1)
+def _pad_last(x, p):
+    """(N, C, *S) -> padded channels-last (N, *(S + 2P), C), one copy."""
+    n, c = x.shape[:2]
+    xp = np.zeros((n, *(size + 2 * pi for size, pi in zip(x.shape[2:], p)), c), x.dtype)
+    xp[(slice(None),) + tuple(slice(pi, pi + size) for pi, size in zip(p, x.shape[2:]))] = np.moveaxis(x, 1, -1)
     return xp
 
 
@@ -179,7 +179,7 @@ def _conv_nhwc(x4, weight, k, s, p, d, out_hw):
     o = weight.shape[0]
     oh, ow = out_hw
     wm = weight.reshape(o, c, k[0], k[1]).transpose(2, 3, 1, 0).reshape(-1, o)  # (KH·KW·C, O)
-    xp = _pad_nhwc(x4, p)
+    xp = _pad_last(x4, p)
     out = np.empty((n, oh, ow, o), x4.dtype)
     b = _chunk(n, oh * ow, ROWS)
     cols = np.empty((b, oh, ow, k[0], k[1], c), x4.dtype)
@@ -242,7 +242,7 @@ def conv_backward(dout, cache):
 def _conv_nhwc_backward(x4, d4, weight, k, s, p, d, input_grad):
     n, o, oh, ow = d4.shape
     c, h, w = x4.shape[1:]
-    xp = _pad_nhwc(x4, p)
+    xp = _pad_last(x4, p)
     dnhwc = d4.transpose(0, 2, 3, 1)
     dwm = np.zeros((o, k[0] * k[1] * c), x4.dtype)
     b = _chunk(n, oh * ow, ROWS)
@@ -322,14 +322,6 @@ def _conv_cf_backward(x4, d4, weight, k, s, p, d, input_grad):
     if not input_grad:
         return None, dwm.reshape(weight.shape)
     return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].transpose(1, 0, 2, 3), dwm.reshape(weight.shape)
-
-
-def _pad_last(x, p):
-    """(N, C, *S) -> padded channels-last (N, *(S + 2P), C), one copy."""
-    n, c = x.shape[:2]
-    xp = np.zeros((n, *(size + 2 * pi for size, pi in zip(x.shape[2:], p)), c), x.dtype)
-    xp[(slice(None),) + tuple(slice(pi, pi + size) for pi, size in zip(p, x.shape[2:]))] = np.moveaxis(x, 1, -1)
-    return xp
 
 
 def _unfold_last(xp, cols, k, s, d, out_sp):
@@ -451,7 +443,7 @@ def _depthwise(x4, weight, k, s, p, d, out_hw):
     n, c = x4.shape[:2]
     mult = weight.shape[0] // c
     w5 = weight.reshape(c, mult, k[0], k[1])
-    xp = _pad_nhwc(x4, p)[..., None]                               # (N, Hp, Wp, C, 1)
+    xp = _pad_last(x4, p)[..., None]                               # (N, Hp, Wp, C, 1)
     out = np.zeros((n, *out_hw, c, mult), x4.dtype)
     tmp = np.empty_like(out)
     for i, j, rs, cs in _offsets(k, s, d, out_hw):
@@ -464,7 +456,7 @@ def _depthwise_backward(x4, d4, weight, k, s, p, d):
     o, oh, ow = d4.shape[1:]
     mult = o // c
     w5 = weight.reshape(c, mult, k[0], k[1])
-    xp = _pad_nhwc(x4, p)
+    xp = _pad_last(x4, p)
     d5 = d4.transpose(0, 2, 3, 1).reshape(n, oh, ow, c, mult)      # channels-last (a copy if need be)
     dw = np.empty((c, mult, k[0], k[1]), x4.dtype)
     dxp = np.zeros_like(xp)
