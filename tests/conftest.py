@@ -52,17 +52,19 @@ def golden():
     return check_golden
 
 
-def example_spec(op: str) -> str:
+def example_spec(op: str, rank: int | None = None) -> str:
     """A spec running one op on its registry example (`nnspec.ops.Example`): `input` and the
     call for a one-input op; for a merge, one path per example input, each made from a common
-    input by a 1x1 conv to its channels (and pooling to 1x1 where the example is 1x1)."""
+    input by a 1x1 conv to its channels (and pooling to 1x1 where the example is 1x1).
+    `rank`: the example moved to that many spatial axes (`at_rank`)."""
     from nnspec.ops import OPS
     from nnspec.ops.base import _lit, shape_str
     opdef = OPS[op]
     ex = opdef.example
-    call = example_call(op)
+    call = example_call(op, rank)
     if opdef.category != "merge":
-        return f"input {shape_str(ex.inputs[0])}\n{call}\n"
+        shape = ex.inputs[0] if rank is None else ex.inputs[0][:1] + at_rank(ex.inputs[0][1:], rank)
+        return f"input {shape_str(shape)}\n{call}\n"
     first = ex.inputs[0]
     lines = [f"input {shape_str(first)}", f"{op} {{"]
     for shape in ex.inputs:
@@ -73,10 +75,47 @@ def example_spec(op: str) -> str:
     return "\n".join(lines + ["}", ""])
 
 
-def example_call(op: str) -> str:
-    """The op called with its registry example's arguments: `conv(6, 3, stride=2, pad=1)`."""
+def at_rank(sizes: tuple, rank: int) -> tuple:
+    """Per-axis values moved to `rank` axes: the last one repeated, or the first `rank` kept."""
+    return tuple(sizes[:rank]) + (sizes[-1],) * (rank - len(sizes))
+
+
+def example_call(op: str, rank: int | None = None) -> str:
+    """The op called with its registry example's arguments: `conv(6, 3, stride=2, pad=1)`;
+    at `rank`, an argument given per spatial axis of the example has one per axis of that rank."""
     from nnspec.ops import OPS
     from nnspec.ops.base import _lit
     ex = OPS[op].example
-    parts = [_lit(v) for v in ex.pos] + [f"{k}={_lit(v)}" for k, v in ex.kw.items()]
+    r0 = len(ex.inputs[0]) - 1
+
+    def lit(v):
+        return _lit(at_rank(v, rank) if rank is not None and isinstance(v, tuple) and len(v) == r0 else v)
+    parts = [lit(v) for v in ex.pos] + [f"{k}={lit(v)}" for k, v in ex.kw.items()]
     return op + (f"({', '.join(parts)})" if parts else "")
+
+
+def example_ranks(op: str) -> tuple[int, ...]:
+    """The spatial ranks (1-D, 2-D, 3-D) an op is tested at: its example's own, and, for an op
+    with a per-axis window in the registry (`Op.window`: conv, pooling, up-sampling), every
+    other rank at which the registry accepts the example moved there (`example_spec(op, rank)`).
+    None stands for the example as written."""
+    import nnspec
+    from nnspec.errors import SpecError
+    from nnspec.ops import OPS
+    opdef = OPS[op]
+    ex = opdef.example
+    if op == "input" or opdef.category == "merge" or len(ex.inputs[0]) < 2:
+        return (None,)
+    a = opdef.bind(tuple(ex.pos), dict(ex.kw))
+    if not isinstance(opdef.window(ex.inputs, opdef.infer(ex.inputs, a), a), tuple):
+        return (None,)
+    ranks = [None]
+    for r in (1, 2, 3):
+        if r == len(ex.inputs[0]) - 1:
+            continue
+        try:
+            nnspec.loads(example_spec(op, r))
+        except SpecError:
+            continue
+        ranks.append(r)
+    return tuple(ranks)

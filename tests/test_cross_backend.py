@@ -272,6 +272,24 @@ def test_batch_norm_with_batch_2_keeps_the_unbiased_running_variance_in_both(tmp
     assert not np.allclose(a["bn2.running_var"], 1.0, atol=1e-2)
 
 
+C3D = __import__("pathlib").Path(__file__).parent / "data" / "c3d" / "c3d_tiny.nn"
+
+
+def test_a_tiny_3d_network_trains_to_the_same_weights_in_both_backends(tmp_path):
+    """3-D convolution (plain and depthwise), batch norm, max and average pooling (ceil mode,
+    padding left out of the count), trilinear up-sampling: 6 steps, the same weights."""
+    gen = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=gen.standard_normal((12, 1, 4, 6, 6)).astype(np.float32),
+             y=np.arange(12) % 10)
+    r = _train_both(tmp_path, C3D.read_text("utf-8"), "fp64", 6)
+    a, b = _weights(r["numpy"]), _weights(r["torch"])
+    start = nnspec.compile(nnspec.load(tmp_path / "net.nn"), backend="numpy").state_dict()
+    assert not np.allclose(a["conv1.weight"], start["conv1.weight"], atol=1e-4)   # they did train
+    _assert_close(a, b, 1e-9)
+    np.testing.assert_allclose([h["train_loss"] for h in r["numpy"].history],
+                               [h["train_loss"] for h in r["torch"].history], rtol=1e-9)
+
+
 # ---- parity traps of docs/numpy.md without a test elsewhere ---------------------------------
 
 def test_a_non_finite_step_updates_nothing_in_either_backend():

@@ -11,7 +11,7 @@ import pytest
 
 import nnspec
 from nnspec.lint import lint_source
-from conftest import example_call, example_spec
+from conftest import example_call, example_ranks, example_spec
 from nnspec.ops import ACTIVATIONS, KEEPS, NUMPY, OPS, TRAITS, Activation, OpsWith, user_ops
 from nnspec.ops import activations as acts
 
@@ -45,9 +45,9 @@ def test_every_op_is_implemented_or_listed_as_unsupported(backend):
         assert implemented(op) != (op in unsupported), (backend, op)
 
 
-@pytest.mark.parametrize("op", SPEC_OPS)
-def test_torch_builds_every_op_from_its_example_with_the_registrys_shapes_and_tensors(op):
-    spec = nnspec.loads(example_spec(op))
+@pytest.mark.parametrize("op, rank", [(op, r) for op in SPEC_OPS for r in example_ranks(op)])
+def test_torch_builds_every_op_from_its_example_with_the_registrys_shapes_and_tensors(op, rank):
+    spec = nnspec.loads(example_spec(op, rank))
     an = spec.analyze()
     model = nnspec.compile(spec)
     node = spec.graph.nodes[spec.graph.output]   # `layer`, or the merge inside group `layer`

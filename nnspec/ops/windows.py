@@ -133,7 +133,7 @@ class Conv(_Windowed):
     traits = frozenset({"weighted"})
     keeps = frozenset({"input"})
     example = Example(((4, 9, 9),), (6, 3), {"stride": 2, "pad": 1})
-    doc = "Convolution over the spatial axes (1-D for CxL inputs, 2-D for CxHxW)."
+    doc = "Convolution over the spatial axes (1-D for CxL inputs, 2-D for CxHxW, 3-D for CxDxHxW)."
     args = (Arg("out", "count", doc="number of filters (output channels)"),
             Arg("kernel", "size", doc="F, or (F_h, F_w)"),
             Arg("stride", "size", 1),

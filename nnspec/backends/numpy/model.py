@@ -32,16 +32,12 @@ from . import UNSUPPORTED, Context, Unsupported, pair_for
 BACKEND_CODE = "NN040"
 
 
-def _probe(graph: Graph, node) -> None:
+def _probe(node) -> None:
     """Raise Unsupported where this backend cannot run the node (checked at build time)."""
     if node.op in UNSUPPORTED:
         raise Unsupported(UNSUPPORTED[node.op])
     if pair_for(node.op) is None:
         raise Unsupported("the op is missing from the NumPy backend's table")
-    shape = graph.in_shapes(node)[0] if node.inputs else ()
-    if (node.op in ("conv", "conv_transpose", "maxpool", "avgpool", "adaptive_avgpool", "upsample")
-            and len(shape) not in (2, 3)):
-        raise Unsupported(f"{len(shape) - 1}-D spatial inputs are not implemented (1-D and 2-D are)")
 
 
 class NumpyModel:
@@ -57,7 +53,7 @@ class NumpyModel:
         for step in self.plan.steps:
             nd = step.node
             try:
-                _probe(graph, nd)
+                _probe(nd)
             except Unsupported as e:
                 diags.append(Diagnostic(BACKEND_CODE, f"{nd.name}: the numpy backend cannot run "
                                                       f"`{nd.op}`: {e}", nd.span, chain=nd.chain,

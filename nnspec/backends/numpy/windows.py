@@ -9,57 +9,82 @@ Depthwise convolution and pooling run one pass per kernel offset over a strided 
 the whole batch; avg pooling's and grouped convolution's backward accumulate the window
 gradients over the kernel offsets (`_col2im`). Never a loop over batch items, pixels or
 channels. Transposed convolution is the grouped pair of operations the other way round.
-1-D inputs (N, C, L) run as 2-D with H = 1.
+1-D inputs (N, C, L) run as 2-D with H = 1. 3-D inputs (N, C, D, H, W) take the same
+arithmetic over any number of spatial axes (`_taps`, `_windows`, `_col2im`): ungrouped
+convolution channels-last (`_conv_last`), grouped as above, pooling one pass per kernel
+offset, interpolation one matrix per axis.
 """
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ...ops import window_axes
 from ...ops.windows import _window_out
-from .layers import Unsupported
 
 
 # ---- helpers ----------------------------------------------------------------------------------
 
 def _as_2d(x):
-    """(N, C, L) -> (N, C, 1, L); (N, C, H, W) unchanged."""
-    if x.ndim == 3:
-        return x[:, :, None, :]
-    if x.ndim != 4:
-        raise Unsupported(f"{x.ndim - 2}-D spatial inputs are not implemented (1-D and 2-D are)")
-    return x
+    """(N, C, L) -> (N, C, 1, L); (N, C, H, W) and (N, C, D, H, W) unchanged."""
+    return x[:, :, None, :] if x.ndim == 3 else x
 
 
 def _geometry2d(shape, a, pool: bool):
-    """(kernel, stride, pad, dilation) per axis for a (N, C, H, W) view of the input."""
+    """(kernel, stride, pad, dilation) per axis for the `_as_2d` view of the input: one value
+    per spatial axis, 1-D as 2-D with a 1-wide first axis."""
     k, s, p, d = window_axes(a, len(shape) - 2)
     if len(shape) == 3:
         k, s, p, d = (1,) + k, (1,) + s, (0,) + p, (1,) + d
     return k, s, p, d
 
 
-def _windows(xp, k, s, d, out_hw):
-    """The (N, C, OH, OW, KH, KW) windows of a padded input: a strided view, no copy."""
+def _per_axis(v, x_ndim):
+    """An attribute given once or per spatial axis, as one value per axis of `_as_2d`'s view."""
+    v = v if isinstance(v, tuple) else (v,) * (x_ndim - 2)
+    return (1,) + v if x_ndim == 3 else v  # (the 1-wide axis: a scale or size of 1)
+
+
+def _out_sizes(sizes, k, s, p, d, ceil=False):
+    return tuple(_window_out(n, ki, si, pi, di, ceil) for n, ki, si, pi, di in zip(sizes, k, s, p, d))
+
+
+_ALL2 = (slice(None), slice(None))  # the batch and channel axes of an index
+
+
+def _taps(k, s, d, out):
+    """(offset, slices): per kernel offset, in scan order, the strided slice of the padded
+    spatial axes that meets it in every window (any number of axes)."""
+    axes = [[slice(o * di, o * di + si * (n - 1) + 1, si) for o in range(ki)]
+            for ki, si, di, n in zip(k, s, d, out)]
+    return zip(itertools.product(*map(range, k)), itertools.product(*axes))
+
+
+def _windows(xp, k, s, d, out):
+    """The (N, C, *out, *k) windows of a padded input: a strided view, no copy."""
+    r = len(k)
     eff = [di * (ki - 1) + 1 for ki, di in zip(k, d)]
-    v = sliding_window_view(xp, eff, axis=(2, 3))
-    v = v[:, :, ::s[0], ::s[1], ::d[0], ::d[1]]
-    return v[:, :, :out_hw[0], :out_hw[1]]
+    v = sliding_window_view(xp, eff, axis=tuple(range(2, 2 + r)))
+    v = v[_ALL2 + tuple(slice(None, None, si) for si in s) + tuple(slice(None, None, di) for di in d)]
+    return v[_ALL2 + tuple(slice(0, o) for o in out)]
 
 
-def _col2im(dcols, shape_padded, k, s, d, out_hw):
-    """The adjoint of `_windows`: (N, C, OH, OW, KH, KW) -> (N, C, Hp, Wp), summing the
+def _col2im(dcols, shape_padded, k, s, d, out):
+    """The adjoint of `_windows`: (N, C, *out, *k) -> (N, C, *padded), summing the
     contributions of overlapping windows, one strided slice addition per kernel offset."""
     dx = np.zeros(shape_padded, dcols.dtype)
-    oh, ow = out_hw
-    for i in range(k[0]):
-        hi = i * d[0]
-        for j in range(k[1]):
-            wj = j * d[1]
-            dx[:, :, hi:hi + s[0] * (oh - 1) + 1:s[0], wj:wj + s[1] * (ow - 1) + 1:s[1]] += dcols[..., i, j]
+    for off, sl in _taps(k, s, d, out):
+        dx[_ALL2 + sl] += dcols[(Ellipsis,) + off]
     return dx
+
+
+def _crop(xp, p, sizes):
+    """The unpadded part (N, C, *sizes) of a padded input (the ceil-mode overhang dropped too)."""
+    return xp[_ALL2 + tuple(slice(pi, pi + n) for pi, n in zip(p, sizes))]
 
 
 # ---- convolution ------------------------------------------------------------------------------
@@ -103,11 +128,11 @@ def _unfold_nhwc(xp, cols, k, s, d, out_hw):
     return cols
 
 
-def _pad_nhwc(x4, p):
-    """(N, C, H, W) -> padded channels-last (N, H + 2P, W + 2P, C), one copy."""
-    n, c, h, w = x4.shape
-    xp = np.zeros((n, h + 2 * p[0], w + 2 * p[1], c), x4.dtype)
-    xp[:, p[0]:p[0] + h, p[1]:p[1] + w, :] = x4.transpose(0, 2, 3, 1)
+def _pad_last(x, p):
+    """(N, C, *S) -> padded channels-last (N, *(S + 2P), C), one copy."""
+    n, c = x.shape[:2]
+    xp = np.zeros((n, *(size + 2 * pi for size, pi in zip(x.shape[2:], p)), c), x.dtype)
+    xp[(slice(None),) + tuple(slice(pi, pi + size) for pi, size in zip(p, x.shape[2:]))] = np.moveaxis(x, 1, -1)
     return xp
 
 
@@ -129,15 +154,17 @@ def conv_forward(x, params, attrs, mode, ctx):
     contiguous values), or channels-first where those rows are short (few input channels:
     one copy of whole output rows per kernel offset, `_short_rows`). Backward unfolds again
     from the kept input (PyTorch keeps the input, not the unfolded matrix). Grouped: one
-    batched matmul over the groups."""
+    batched matmul over the groups (3-D too). Ungrouped 3-D: `_conv_last`."""
     if attrs["groups"] != 1:
         return _conv_grouped_forward(x, params, attrs)
+    if x.ndim > 4:
+        return _conv_last(x, params, attrs, ctx)
     x4 = _as_2d(x)
     k, s, p, d = _geometry2d(x.shape, attrs, pool=False)
     n, c, h, w = x4.shape
     weight = params["weight"]
     o = weight.shape[0]
-    out_hw = (_window_out(h, k[0], s[0], p[0], d[0], False), _window_out(w, k[1], s[1], p[1], d[1], False))
+    out_hw = _out_sizes((h, w), k, s, p, d)
     layout = "cf" if _short_rows(c, k) else "nhwc"
     out = (_conv_cf if layout == "cf" else _conv_nhwc)(x4, weight, k, s, p, d, out_hw)
     if attrs["bias"]:
@@ -156,7 +183,7 @@ def _conv_nhwc(x4, weight, k, s, p, d, out_hw):
     o = weight.shape[0]
     oh, ow = out_hw
     wm = weight.reshape(o, c, k[0], k[1]).transpose(2, 3, 1, 0).reshape(-1, o)  # (KH·KW·C, O)
-    xp = _pad_nhwc(x4, p)
+    xp = _pad_last(x4, p)
     out = np.empty((n, oh, ow, o), x4.dtype)
     b = _chunk(n, oh * ow, ROWS)
     cols = np.empty((b, oh, ow, k[0], k[1], c), x4.dtype)
@@ -204,6 +231,8 @@ def _conv_cf(x4, weight, k, s, p, d, out_hw):
 def conv_backward(dout, cache):
     if cache[0] == "grouped":
         return _conv_grouped_backward(dout, cache)
+    if cache[0] == "last":
+        return _conv_last_backward(dout, cache)
     layout, x, weight, (k, s, p, d), bias, input_grad = cache
     x4, d4 = _as_2d(x), _as_2d(dout)
     grads = {}
@@ -217,7 +246,7 @@ def conv_backward(dout, cache):
 def _conv_nhwc_backward(x4, d4, weight, k, s, p, d, input_grad):
     n, o, oh, ow = d4.shape
     c, h, w = x4.shape[1:]
-    xp = _pad_nhwc(x4, p)
+    xp = _pad_last(x4, p)
     dnhwc = d4.transpose(0, 2, 3, 1)
     dwm = np.zeros((o, k[0] * k[1] * c), x4.dtype)
     b = _chunk(n, oh * ow, ROWS)
@@ -299,38 +328,117 @@ def _conv_cf_backward(x4, d4, weight, k, s, p, d, input_grad):
     return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].transpose(1, 0, 2, 3), dwm.reshape(weight.shape)
 
 
+def _unfold_last(xp, cols, k, s, d, out_sp):
+    """Fill cols (B, *out, K, C) from a padded channels-last chunk (B, *padded, C): one copy
+    per kernel offset, of runs of C contiguous values."""
+    for t, (_, sl) in enumerate(_taps(k, s, d, out_sp)):
+        cols[..., t, :] = xp[(slice(None),) + sl]
+    return cols
+
+
+def _conv_last(x, params, attrs, ctx):
+    """Ungrouped convolution over any number of spatial axes (used for 3-D): channels-last,
+    (B·P, K·C) @ (K·C, O) per chunk of about `ROWS` output positions (P positions per image,
+    K kernel offsets), the unfolded chunk filled one kernel offset at a time; (N, O, *out) a
+    view of channels-last memory. Keeps the input and the weight (backward unfolds again)."""
+    k, s, p, d = window_axes(attrs, x.ndim - 2)
+    n, c = x.shape[:2]
+    weight = params["weight"]
+    o, kk = weight.shape[0], math.prod(k)
+    out_sp = _out_sizes(x.shape[2:], k, s, p, d)
+    npos = math.prod(out_sp)
+    wm = weight.reshape(o, c, kk).transpose(2, 1, 0).reshape(kk * c, o)  # (K·C, O)
+    xp = _pad_last(x, p)
+    out = np.empty((n, *out_sp, o), x.dtype)
+    b = _chunk(n, npos, ROWS)
+    cols = np.empty((b, *out_sp, kk, c), x.dtype)
+    for b0 in range(0, n, b):
+        m = min(b, n - b0)
+        cm = _unfold_last(xp[b0:b0 + m], cols[:m], k, s, d, out_sp).reshape(m * npos, -1)
+        np.matmul(cm, wm, out=out[b0:b0 + m].reshape(m * npos, o))
+    out = np.moveaxis(out, -1, 1)
+    if attrs["bias"]:
+        out += params["bias"].reshape((-1,) + (1,) * len(k))
+    return out, ("last", x, weight, (k, s, p, d), attrs["bias"], ctx is None or ctx.input_grad)
+
+
+def _conv_last_backward(dout, cache):
+    """dW = Σ over chunks of doutᵀ·cols; dx: one product per chunk, (B·P, O) @ (O, K·C),
+    added onto the padded channels-last dx one kernel offset at a time."""
+    _, x, weight, (k, s, p, d), bias, input_grad = cache
+    n, o = dout.shape[:2]
+    c, sizes, out_sp = x.shape[1], x.shape[2:], dout.shape[2:]
+    kk, npos = math.prod(k), math.prod(out_sp)
+    grads = {}
+    if bias:
+        grads["bias"] = dout.sum(axis=(0, *range(2, dout.ndim)))
+    xp = _pad_last(x, p)
+    dl = np.moveaxis(dout, 1, -1)                                      # (N, *out, O)
+    wm = weight.reshape(o, c, kk).transpose(0, 2, 1).reshape(o, kk * c)  # (O, K·C)
+    dwm = np.zeros((o, kk * c), x.dtype)
+    b = _chunk(n, npos, ROWS)
+    cols = np.empty((b, *out_sp, kk, c), x.dtype)
+    dm_buf = np.empty((b, *out_sp, o), x.dtype)
+    if input_grad:
+        dxp = np.zeros_like(xp)
+        dc_buf = np.empty((b * npos, kk * c), x.dtype)
+    for b0 in range(0, n, b):
+        m = min(b, n - b0)
+        dm = dm_buf[:m]
+        dm[...] = dl[b0:b0 + m]
+        dm = dm.reshape(m * npos, o)
+        cm = _unfold_last(xp[b0:b0 + m], cols[:m], k, s, d, out_sp).reshape(m * npos, -1)
+        dwm += dm.T @ cm
+        if input_grad:
+            dc = np.matmul(dm, wm, out=dc_buf[:m * npos]).reshape(m, *out_sp, kk, c)
+            dxc = dxp[b0:b0 + m]
+            for t, (_, sl) in enumerate(_taps(k, s, d, out_sp)):
+                dxc[(slice(None),) + sl] += dc[..., t, :]
+    grads["weight"] = dwm.reshape(o, kk, c).transpose(0, 2, 1).reshape(weight.shape)
+    if not input_grad:
+        return None, grads
+    dx = dxp[(slice(None),) + tuple(slice(pi, pi + size) for pi, size in zip(p, sizes))]
+    return np.moveaxis(dx, -1, 1), grads  # a view of channels-last memory, as in 2-D
+
+
 def _conv_grouped_forward(x, params, attrs):
-    """Grouped convolution. Depthwise (groups = C, O = C·M): channels-last, one
-    multiply-accumulate per kernel offset over all channels at once. Otherwise one copy of
-    the windows into a (G, N·OH·OW, C/G·KH·KW) matrix, then one batched matmul. Either keeps
-    the input, not the windows (PyTorch's saved tensors; backward unfolds again)."""
+    """Grouped convolution (any rank). Depthwise 1-D or 2-D (groups = C, O = C·M):
+    channels-last, one multiply-accumulate per kernel offset over all channels at once.
+    Otherwise one copy of the windows into a (G, N·P, C/G·K) matrix (P output positions, K
+    kernel offsets), then one batched matmul. Either keeps the input, not the windows
+    (PyTorch's saved tensors; backward unfolds again)."""
     x4 = _as_2d(x)
     k, s, p, d = _geometry2d(x.shape, attrs, pool=False)
-    n, c, h, w = x4.shape
+    n, c = x4.shape[:2]
     g = attrs["groups"]
     weight = params["weight"]
     o = weight.shape[0]
-    out_hw = (_window_out(h, k[0], s[0], p[0], d[0], False), _window_out(w, k[1], s[1], p[1], d[1], False))
-    if g == c:
-        out = _depthwise(x4, weight, k, s, p, d, out_hw)
+    out_sp = _out_sizes(x4.shape[2:], k, s, p, d)
+    if g == c and x4.ndim == 4:
+        out = _depthwise(x4, weight, k, s, p, d, out_sp)
     else:
-        cols = _grouped_cols(x4, k, s, p, d, g, out_hw)
-        wm = weight.reshape(g, o // g, -1)                          # (G, O/G, C/G·KH·KW)
-        out = cols @ wm.transpose(0, 2, 1)                          # (G, N·OH·OW, O/G)
-        out = out.reshape(g, n, *out_hw, o // g).transpose(1, 0, 4, 2, 3).reshape(n, o, *out_hw)
+        r = len(k)
+        cols = _grouped_cols(x4, k, s, p, d, g, out_sp)
+        wm = weight.reshape(g, o // g, -1)                          # (G, O/G, C/G·K)
+        out = cols @ wm.transpose(0, 2, 1)                          # (G, N·P, O/G)
+        out = (out.reshape(g, n, *out_sp, o // g).transpose(1, 0, r + 2, *range(2, r + 2))
+               .reshape(n, o, *out_sp))
     if attrs["bias"]:
-        out = out + params["bias"][:, None, None]
+        out = out + params["bias"].reshape((-1,) + (1,) * len(out_sp))
     if x.ndim == 3:
         out = out[:, :, 0, :]
     return out, ("grouped", x, weight, (k, s, p, d), g, attrs["bias"])
 
 
-def _grouped_cols(x4, k, s, p, d, g, out_hw):
-    """The windows of x4 as (G, N·OH·OW, C/G·KH·KW): one copy."""
+def _grouped_cols(x4, k, s, p, d, g, out_sp):
+    """The windows of x4 as (G, N·P, C/G·K): one copy."""
     n, c = x4.shape[:2]
-    xp = np.pad(x4, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
-    win = _windows(xp, k, s, d, out_hw).reshape(n, g, c // g, *out_hw, k[0], k[1])
-    return win.transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * out_hw[0] * out_hw[1], -1)
+    r = len(k)
+    xp = np.pad(x4, ((0, 0), (0, 0)) + tuple((pi, pi) for pi in p))
+    win = _windows(xp, k, s, d, out_sp).reshape(n, g, c // g, *out_sp, *k)
+    # (G, N, *out, C/G, *k)
+    order = (1, 0, *range(3, 3 + r), 2, *range(3 + r, 3 + 2 * r))
+    return win.transpose(order).reshape(g, n * math.prod(out_sp), -1)
 
 
 def _depthwise(x4, weight, k, s, p, d, out_hw):
@@ -339,7 +447,7 @@ def _depthwise(x4, weight, k, s, p, d, out_hw):
     n, c = x4.shape[:2]
     mult = weight.shape[0] // c
     w5 = weight.reshape(c, mult, k[0], k[1])
-    xp = _pad_nhwc(x4, p)[..., None]                               # (N, Hp, Wp, C, 1)
+    xp = _pad_last(x4, p)[..., None]                               # (N, Hp, Wp, C, 1)
     out = np.zeros((n, *out_hw, c, mult), x4.dtype)
     tmp = np.empty_like(out)
     for i, j, rs, cs in _offsets(k, s, d, out_hw):
@@ -352,7 +460,7 @@ def _depthwise_backward(x4, d4, weight, k, s, p, d):
     o, oh, ow = d4.shape[1:]
     mult = o // c
     w5 = weight.reshape(c, mult, k[0], k[1])
-    xp = _pad_nhwc(x4, p)
+    xp = _pad_last(x4, p)
     d5 = d4.transpose(0, 2, 3, 1).reshape(n, oh, ow, c, mult)      # channels-last (a copy if need be)
     dw = np.empty((c, mult, k[0], k[1]), x4.dtype)
     dxp = np.zeros_like(xp)
@@ -371,24 +479,27 @@ def _depthwise_backward(x4, d4, weight, k, s, p, d):
 def _conv_grouped_backward(dout, cache):
     _, x, weight, (k, s, p, d), g, bias = cache
     x4, d4 = _as_2d(x), _as_2d(dout)
-    n, o, oh, ow = d4.shape
-    c, h, w = x4.shape[1:]
+    n, o = d4.shape[:2]
+    out_sp, sizes, r = d4.shape[2:], x4.shape[2:], len(k)
+    c = x4.shape[1]
     grads = {}
     if bias:
-        grads["bias"] = d4.sum(axis=(0, 2, 3))
-    if g == c:
+        grads["bias"] = d4.sum(axis=(0, *range(2, 2 + r)))
+    if g == c and x4.ndim == 4:
         dx, grads["weight"] = _depthwise_backward(x4, d4, weight, k, s, p, d)
         return dx.reshape(x.shape), grads
-    cols = _grouped_cols(x4, k, s, p, d, g, (oh, ow))
+    cols = _grouped_cols(x4, k, s, p, d, g, out_sp)
     wm = weight.reshape(g, o // g, -1)
-    dm = d4.reshape(n, g, o // g, oh, ow).transpose(1, 0, 3, 4, 2).reshape(g, n * oh * ow, o // g)
+    dm = (d4.reshape(n, g, o // g, *out_sp).transpose(1, 0, *range(3, 3 + r), 2)
+          .reshape(g, n * math.prod(out_sp), o // g))
     grads["weight"] = (dm.transpose(0, 2, 1) @ cols).reshape(weight.shape)
     del cols
-    dcols = (dm @ wm).reshape(g, n, oh, ow, c // g, k[0], k[1])
-    dcols = dcols.transpose(1, 0, 4, 2, 3, 5, 6).reshape(n, c, oh, ow, k[0], k[1])
-    xp_shape = (n, c, h + 2 * p[0], w + 2 * p[1])
-    dxp = _col2im(dcols, xp_shape, k, s, d, (oh, ow))
-    return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].reshape(x.shape), grads
+    dcols = (dm @ wm).reshape(g, n, *out_sp, c // g, *k)            # -> (N, C, *out, *k)
+    dcols = dcols.transpose(1, 0, r + 2, *range(2, r + 2), *range(r + 3, 2 * r + 3)).reshape(
+        n, c, *out_sp, *k)
+    xp_shape = (n, c) + tuple(size + 2 * pi for size, pi in zip(sizes, p))
+    dxp = _col2im(dcols, xp_shape, k, s, d, out_sp)
+    return _crop(dxp, p, sizes).reshape(x.shape), grads
 
 
 # ---- pooling ----------------------------------------------------------------------------------
@@ -397,14 +508,12 @@ def _pool_setup(x, attrs, fill):
     """The padded input, with the ceil-mode overhang at the end of each axis, and geometry."""
     x4 = _as_2d(x)
     k, s, p, d = _geometry2d(x.shape, attrs, pool=True)
-    n, c, h, w = x4.shape
-    ceil = attrs["ceil_mode"]
-    oh = _window_out(h, k[0], s[0], p[0], d[0], ceil)
-    ow = _window_out(w, k[1], s[1], p[1], d[1], ceil)
+    sizes = x4.shape[2:]
+    out = _out_sizes(sizes, k, s, p, d, attrs["ceil_mode"])
     # the last window may hang over the right padding (ceil_mode): pad that far too
     extra = [max(0, (o - 1) * si + di * (ki - 1) + 1 - (size + 2 * pi))
-             for o, si, di, ki, size, pi in zip((oh, ow), s, d, k, (h, w), p)]
-    return x4, _pad_window(x4, p, extra, fill), (k, s, p, d), (oh, ow), extra
+             for o, si, di, ki, size, pi in zip(out, s, d, k, sizes, p)]
+    return x4, _pad_window(x4, p, extra, fill), (k, s, p, d), out, extra
 
 
 def _pad_window(x4, p, extra, fill):
@@ -412,7 +521,7 @@ def _pad_window(x4, p, extra, fill):
     own memory layout, when there is no padding."""
     if not any(p) and not any(extra):
         return x4
-    return np.pad(x4, ((0, 0), (0, 0), (p[0], p[0] + extra[0]), (p[1], p[1] + extra[1])),
+    return np.pad(x4, ((0, 0), (0, 0)) + tuple((pi, pi + e) for pi, e in zip(p, extra)),
                   constant_values=fill)
 
 
@@ -425,26 +534,26 @@ def maxpool_forward(x, params, attrs, mode, ctx):
     output (an index update per offset is a data-dependent branch, slow: small VGG's pools,
     interleaved A/B, forward 19 -> 2.2 and 6.2 -> 0.8 ms, backward 13.8 -> 15.0 and 6.5 -> 1.7
     ms); with one, the indices are kept."""
-    x4, xp, (k, s, p, d), (oh, ow), extra = _pool_setup(x, attrs, -np.inf)
-    offs = list(_offsets(k, s, d, (oh, ow)))
-    out = xp[:, :, offs[0][2], offs[0][3]].copy(order="K")
+    x4, xp, (k, s, p, d), out_sp, extra = _pool_setup(x, attrs, -np.inf)
+    offs = [_ALL2 + sl for _, sl in _taps(k, s, d, out_sp)]
+    out = xp[offs[0]].copy(order="K")
     arg = None
     if np.isnan(x4).any():  # one reduction spares a NaN test per offset
         arg = np.zeros_like(out, np.int16 if len(offs) < 2 ** 15 else np.int64)
         better = np.empty_like(out, bool)
-        for t, (_, _, rs, cs) in enumerate(offs[1:], 1):
-            v = xp[:, :, rs, cs]
+        for t, sl in enumerate(offs[1:], 1):
+            v = xp[sl]
             np.greater(v, out, out=better)
             better |= np.isnan(v)
             np.copyto(out, v, where=better)
             np.copyto(arg, t, where=better)
     else:
-        for _, _, rs, cs in offs[1:]:
-            np.maximum(out, xp[:, :, rs, cs], out=out)
+        for sl in offs[1:]:
+            np.maximum(out, xp[sl], out=out)
     # keep the input (the unpadded one: the layer before keeps it too) and the output (the
     # next layer's input), or the indices
     kept = (x4, out) if arg is None else arg
-    return (out[:, :, 0, :] if x.ndim == 3 else out), (x.shape, kept, (k, s, p, d), (oh, ow), extra)
+    return (out[:, :, 0, :] if x.ndim == 3 else out), (x.shape, kept, (k, s, p, d), out_sp, extra)
 
 
 def _like(a, ref):
@@ -457,11 +566,12 @@ def _like(a, ref):
 
 
 def maxpool_backward(dout, cache):
-    x_shape, kept, (k, s, p, d), (oh, ow), extra = cache
+    x_shape, kept, (k, s, p, d), out_sp, extra = cache
     d4 = _as_2d(dout)
     n, c = d4.shape[:2]
-    h, w = (x_shape[2], x_shape[3]) if len(x_shape) == 4 else (1, x_shape[2])
-    hp, wp = h + 2 * p[0] + extra[0], w + 2 * p[1] + extra[1]
+    sizes = tuple(x_shape[2:]) if len(x_shape) > 3 else (1, x_shape[2])
+    padded = tuple(size + 2 * pi + e for size, pi, e in zip(sizes, p, extra))
+    r = len(sizes)
     # every pass in one memory layout, the input's (channels-last after a convolution): the
     # gradient copied into it once
     by_value = isinstance(kept, tuple)
@@ -470,56 +580,57 @@ def maxpool_backward(dout, cache):
         xp = _pad_window(x4, p, extra, -np.inf)
         taken = np.zeros_like(out, bool)
         d4 = _like(d4, out)
-    last = d4.transpose(0, 2, 3, 1).flags.c_contiguous
-    dxp = (np.zeros((n, hp, wp, c), dout.dtype).transpose(0, 3, 1, 2) if last
-           else np.zeros((n, c, hp, wp), dout.dtype))
+    last = d4.transpose(0, *range(2, 2 + r), 1).flags.c_contiguous
+    dxp = (np.zeros((n, *padded, c), dout.dtype).transpose(0, r + 1, *range(1, r + 1)) if last
+           else np.zeros((n, c, *padded), dout.dtype))
     disjoint = all(si >= di * (ki - 1) + 1 for si, di, ki in zip(s, d, k))
     finite = bool(np.isfinite(d4).all())
     mask = np.empty_like(d4, bool)  # (empty_like: d4's layout)
-    for t, (_, _, rs, cs) in enumerate(_offsets(k, s, d, (oh, ow))):
+    for t, (_, sl) in enumerate(_taps(k, s, d, out_sp)):
+        sl = _ALL2 + sl
         if by_value:  # the first maximum in scan order: equal to the output, none before it
-            np.equal(xp[:, :, rs, cs], out, out=mask)
+            np.equal(xp[sl], out, out=mask)
             np.greater(mask, taken, out=mask)
             taken |= mask
         else:
             np.equal(kept, t, out=mask)
         if not finite:  # inf·0 would be NaN where PyTorch's scatter leaves 0
-            np.copyto(dxp[:, :, rs, cs], np.where(mask, d4, 0) + dxp[:, :, rs, cs])
+            np.copyto(dxp[sl], np.where(mask, d4, 0) + dxp[sl])
         elif disjoint:  # windows do not overlap: each input cell gets at most one gradient
-            np.multiply(d4, mask, out=dxp[:, :, rs, cs])  # (branch-free, unlike copyto where=)
+            np.multiply(d4, mask, out=dxp[sl])  # (branch-free, unlike copyto where=)
         else:
-            dxp[:, :, rs, cs] += d4 * mask
-    return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].reshape(x_shape), {}
+            dxp[sl] += d4 * mask
+    return _crop(dxp, p, sizes).reshape(x_shape), {}
 
 
 def avgpool_forward(x, params, attrs, mode, ctx):
     """x (N, C, H, W) -> (N, C, OH, OW). The divisor is PyTorch's: the window clipped to the
     padded input (count_include_pad) or to the input itself, never the ceil-mode overhang.
     The window sums: one strided slice addition per kernel offset."""
-    x4, xp, (k, s, p, d), (oh, ow), extra = _pool_setup(x, attrs, 0.0)
-    h, w = x4.shape[2:]
+    x4, xp, (k, s, p, d), out_sp, extra = _pool_setup(x, attrs, 0.0)
+    sizes = x4.shape[2:]
     counted = np.zeros(xp.shape[2:], x.dtype)
     if attrs["count_include_pad"]:
-        counted[:h + 2 * p[0], :w + 2 * p[1]] = 1
+        counted[tuple(slice(0, size + 2 * pi) for size, pi in zip(sizes, p))] = 1
     else:
-        counted[p[0]:p[0] + h, p[1]:p[1] + w] = 1
-    div = _windows(counted[None, None], k, s, d, (oh, ow)).sum(axis=(-2, -1))[0, 0]
-    out = np.zeros(x4.shape[:2] + (oh, ow), x.dtype)
-    for _, _, rs, cs in _offsets(k, s, d, (oh, ow)):
-        out += xp[:, :, rs, cs]
+        counted[tuple(slice(pi, pi + size) for size, pi in zip(sizes, p))] = 1
+    div = _windows(counted[None, None], k, s, d, out_sp).sum(axis=tuple(range(-len(k), 0)))[0, 0]
+    out = np.zeros(x4.shape[:2] + out_sp, x.dtype)
+    for _, sl in _taps(k, s, d, out_sp):
+        out += xp[_ALL2 + sl]
     out /= div
     if x.ndim == 3:
         out = out[:, :, 0, :]
-    return out, (x.shape, xp.shape, div, (k, s, p, d), (oh, ow))
+    return out, (x.shape, xp.shape, div, (k, s, p, d), out_sp)
 
 
 def avgpool_backward(dout, cache):
-    x_shape, xp_shape, div, (k, s, p, d), (oh, ow) = cache
+    x_shape, xp_shape, div, (k, s, p, d), out_sp = cache
     d4 = _as_2d(dout) / div
-    dcols = np.broadcast_to(d4[..., None, None], d4.shape + (k[0], k[1]))
-    dxp = _col2im(dcols, xp_shape, k, s, d, (oh, ow))
-    h, w = (x_shape[2], x_shape[3]) if len(x_shape) == 4 else (1, x_shape[2])
-    return dxp[:, :, p[0]:p[0] + h, p[1]:p[1] + w].reshape(x_shape), {}
+    dcols = np.broadcast_to(d4[(Ellipsis,) + (None,) * len(k)], d4.shape + tuple(k))
+    dxp = _col2im(dcols, xp_shape, k, s, d, out_sp)
+    sizes = tuple(x_shape[2:]) if len(x_shape) > 3 else (1, x_shape[2])
+    return _crop(dxp, p, sizes).reshape(x_shape), {}
 
 
 def _adaptive_matrix(n_in: int, n_out: int, dtype):
@@ -531,24 +642,32 @@ def _adaptive_matrix(n_in: int, n_out: int, dtype):
     return m
 
 
+def _per_axis_maps(mats, x4, adjoint=False):
+    """x4 (N, C, *spatial) with matrix mats[i] (out_i, in_i) applied along spatial axis i, in
+    one einsum (2-D: "ph,nchw,qw->ncpq"); `adjoint`: the transposed maps, (N, C, *out) ->
+    (N, C, *in)."""
+    r = len(mats)
+    ins, outs = "dhw"[-r:], "pqr"[:r]
+    a, b = (outs, ins) if adjoint else (ins, outs)
+    subs = [outs[i] + ins[i] for i in range(r)]
+    spec = f"{subs[0]},nc{a},{','.join(subs[1:])}->nc{b}"
+    return np.einsum(spec, mats[0], x4, *mats[1:], optimize=True)
+
+
 def adaptive_avgpool_forward(x, params, attrs, mode, ctx):
-    """x (N, C, H, W) -> (N, C, OH, OW): one averaging matrix per axis."""
+    """x (N, C, *spatial) -> (N, C, *size): one averaging matrix per axis."""
     x4 = _as_2d(x)
-    size = attrs["size"]
-    size = size if isinstance(size, tuple) else (size,) * (x.ndim - 2)
-    size = (1,) + size if x.ndim == 3 else size
-    mh = _adaptive_matrix(x4.shape[2], size[0], x.dtype)
-    mw = _adaptive_matrix(x4.shape[3], size[1], x.dtype)
-    out = np.einsum("ph,nchw,qw->ncpq", mh, x4, mw, optimize=True)
+    size = _per_axis(attrs["size"], x.ndim)
+    mats = [_adaptive_matrix(n, o, x.dtype) for n, o in zip(x4.shape[2:], size)]
+    out = _per_axis_maps(mats, x4)
     if x.ndim == 3:
         out = out[:, :, 0, :]
-    return out, (x.shape, mh, mw)
+    return out, (x.shape, mats)
 
 
 def adaptive_avgpool_backward(dout, cache):
-    x_shape, mh, mw = cache
-    dx = np.einsum("ph,ncpq,qw->nchw", mh, _as_2d(dout), mw, optimize=True)
-    return dx.reshape(x_shape), {}
+    x_shape, mats = cache
+    return _per_axis_maps(mats, _as_2d(dout), adjoint=True).reshape(x_shape), {}
 
 
 def global_avgpool_forward(x, params, attrs, mode, ctx):
@@ -571,23 +690,25 @@ def conv_transpose_forward(x, params, attrs, mode, ctx):
     matmul to the windows' values, then `_col2im` onto the output, cropped by P."""
     x4 = _as_2d(x)
     k, s, p, d = _geometry2d(x.shape, attrs, pool=False)
-    op = attrs["output_pad"]
-    op = op if isinstance(op, tuple) else (op,) * (x.ndim - 2)
-    op = (0,) + op if x.ndim == 3 else op
-    n, c, h, w = x4.shape
+    op = _per_axis(attrs["output_pad"], x.ndim)
+    op = (0,) + op[1:] if x.ndim == 3 else op  # (the 1-wide axis gets no output padding)
+    n, c = x4.shape[:2]
+    sizes, r = x4.shape[2:], len(k)
     g = attrs["groups"]
     weight = params["weight"]
     co = weight.shape[1] * g
-    oh, ow = ((size - 1) * si - 2 * pi + di * (ki - 1) + opi + 1
-              for size, si, pi, di, ki, opi in zip((h, w), s, p, d, k, op))
-    xm = x4.reshape(n, g, c // g, h, w).transpose(1, 0, 3, 4, 2).reshape(g, n * h * w, c // g)
-    wm = weight.reshape(g, c // g, -1)                           # (G, C_in/G, C_out/G·KH·KW)
-    cols = (xm @ wm).reshape(g, n, h, w, co // g, k[0], k[1])
-    cols = cols.transpose(1, 0, 4, 2, 3, 5, 6).reshape(n, co, h, w, k[0], k[1])
-    full_shape = (n, co, oh + 2 * p[0], ow + 2 * p[1])
-    out = _col2im(cols, full_shape, k, s, d, (h, w))[:, :, p[0]:p[0] + oh, p[1]:p[1] + ow]
+    out_sp = tuple((size - 1) * si - 2 * pi + di * (ki - 1) + opi + 1
+                   for size, si, pi, di, ki, opi in zip(sizes, s, p, d, k, op))
+    xm = (x4.reshape(n, g, c // g, *sizes).transpose(1, 0, *range(3, 3 + r), 2)
+          .reshape(g, n * math.prod(sizes), c // g))
+    wm = weight.reshape(g, c // g, -1)                           # (G, C_in/G, C_out/G·K)
+    cols = (xm @ wm).reshape(g, n, *sizes, co // g, *k)
+    cols = cols.transpose(1, 0, r + 2, *range(2, r + 2), *range(r + 3, 2 * r + 3)).reshape(
+        n, co, *sizes, *k)
+    full_shape = (n, co) + tuple(o + 2 * pi for o, pi in zip(out_sp, p))
+    out = _crop(_col2im(cols, full_shape, k, s, d, sizes), p, out_sp)
     if attrs["bias"]:
-        out = out + params["bias"][:, None, None]
+        out = out + params["bias"].reshape((-1,) + (1,) * r)
     if x.ndim == 3:
         out = out[:, :, 0, :]
     return out, (x.shape, xm, wm, weight.shape, full_shape, (k, s, p, d), g, attrs["bias"])
@@ -596,17 +717,20 @@ def conv_transpose_forward(x, params, attrs, mode, ctx):
 def conv_transpose_backward(dout, cache):
     x_shape, xm, wm, w_shape, full_shape, (k, s, p, d), g, bias = cache
     d4 = _as_2d(dout)
-    n, co, oh, ow = d4.shape
-    h, w = (x_shape[2], x_shape[3]) if len(x_shape) == 4 else (1, x_shape[2])
+    n, co = d4.shape[:2]
+    out_sp, r = d4.shape[2:], len(k)
+    sizes = tuple(x_shape[2:]) if len(x_shape) > 3 else (1, x_shape[2])
     c = x_shape[1]
     dfull = np.zeros(full_shape, dout.dtype)
-    dfull[:, :, p[0]:p[0] + oh, p[1]:p[1] + ow] = d4
-    win = _windows(dfull, k, s, d, (h, w)).reshape(n, g, co // g, h, w, k[0], k[1])
-    dcols = win.transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * h * w, -1)
-    dx = (dcols @ wm.transpose(0, 2, 1)).reshape(g, n, h, w, c // g).transpose(1, 0, 4, 2, 3)
+    _crop(dfull, p, out_sp)[...] = d4
+    win = _windows(dfull, k, s, d, sizes).reshape(n, g, co // g, *sizes, *k)
+    order = (1, 0, *range(3, 3 + r), 2, *range(3 + r, 3 + 2 * r))
+    dcols = win.transpose(order).reshape(g, n * math.prod(sizes), -1)
+    dx = ((dcols @ wm.transpose(0, 2, 1)).reshape(g, n, *sizes, c // g)
+          .transpose(1, 0, r + 2, *range(2, r + 2)))
     grads = {"weight": (xm.transpose(0, 2, 1) @ dcols).reshape(w_shape)}
     if bias:
-        grads["bias"] = d4.sum(axis=(0, 2, 3))
+        grads["bias"] = d4.sum(axis=(0, *range(2, 2 + r)))
     return dx.reshape(x_shape), grads
 
 
@@ -633,19 +757,17 @@ def _nearest_matrix(n_in: int, scale: int, dtype):
 
 
 def upsample_forward(x, params, attrs, mode, ctx):
-    """x (N, C, H, W) -> (N, C, H·s_h, W·s_w), nearest or (bi)linear, one interpolation
-    matrix per axis (PyTorch's nn.Upsample, align_corners=False)."""
+    """x (N, C, *spatial) -> (N, C, size·scale per axis), nearest or linear along every axis
+    (bilinear in 2-D, trilinear in 3-D), one interpolation matrix per axis (PyTorch's
+    nn.Upsample, align_corners=False)."""
     x4 = _as_2d(x)
-    scale = attrs["scale"]
-    scale = scale if isinstance(scale, tuple) else (scale,) * (x.ndim - 2)
-    scale = (1,) + scale if x.ndim == 3 else scale
+    scale = _per_axis(attrs["scale"], x.ndim)
     make = _nearest_matrix if attrs["mode"] == "nearest" else _linear_matrix
-    mh = make(x4.shape[2], scale[0], x.dtype)
-    mw = make(x4.shape[3], scale[1], x.dtype)
-    out = np.einsum("ph,nchw,qw->ncpq", mh, x4, mw, optimize=True)
+    mats = [make(n, si, x.dtype) for n, si in zip(x4.shape[2:], scale)]
+    out = _per_axis_maps(mats, x4)
     if x.ndim == 3:
         out = out[:, :, 0, :]
-    return out, (x.shape, mh, mw)
+    return out, (x.shape, mats)
 
 
 upsample_backward = adaptive_avgpool_backward
