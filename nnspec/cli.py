@@ -20,6 +20,7 @@ EXTENSIONS: tuple[str, ...] = (
     "nnspec.lint.commands",
     "nnspec.backends.commands",
     "nnspec.train.commands",
+    "nnspec.train.search_commands",
 )
 
 

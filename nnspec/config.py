@@ -43,6 +43,14 @@ OPTIMIZERS = {
               Arg("eps", "posfloat", 1e-8), Arg("weight_decay", "float", 0.01)),
 }
 
+# Named settings of the optimizers above that a search may compare by name
+# (`nnspec search --set optimizer=sgd,momentum,nesterov,adam`): SGD with momentum and with
+# Nesterov's look-ahead, rho = 0.9 (the lower end of the usual 0.9-0.99).
+OPTIMIZER_PRESETS = {
+    "momentum": ("sgd", {"momentum": 0.9}),
+    "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}),
+}
+
 # Per-optimizer state kept for each trainable parameter (for the training-memory estimate).
 def optimizer_slots(name: str, options: Mapping[str, Any]) -> int:
     if name == "sgd":
@@ -332,6 +340,25 @@ def build_train_config(train: ast.Train, evaluate, errors: Collector) -> TrainCo
         values.setdefault("l1", es["l1"])
         values.setdefault("l2", es["l2"])
     return TrainConfig(init_overrides=tuple(overrides), spans=spans, **values)
+
+
+class ChoiceError(ValueError):
+    """A value given outside a spec (a search's `--set optimizer=…`) that the schema refuses."""
+
+    def __init__(self, message: str, help: str | None = None):
+        super().__init__(message)
+        self.message, self.help = message, help
+
+
+def choice(key: str, value) -> Choice:
+    """One value of a choice key (`optimizer`, `loss`, `init`, …) checked as the train
+    section checks it: a bare word (`values.Sym`) or a call (`values.CallValue`), with every
+    option filled in. Raises ChoiceError."""
+    table = INITS if key == "init" else _CHOICE[key]
+
+    def fail(msg, span=None, help=None):
+        raise ChoiceError(msg, help)
+    return _choice(key, table, value, None, fail)
 
 
 def _typed(key, kind, v, span, fail):

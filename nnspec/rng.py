@@ -22,6 +22,7 @@ What is keyed by what (the convention the backends share):
     shuffle   name = data split ("train"), step = epoch: the order of the samples
     augment   name = data split, step = global training step: one batch's parameters per step
     split     name = data set, step 0: which samples go to validation
+    search    name = hyperparameter, step = trial number: that trial's random draw of it
 
 Because a stream depends on its own key only, adding a layer elsewhere does not change a
 layer's numbers, and step 1000's dropout masks can be drawn without drawing steps 0-999:
@@ -54,7 +55,7 @@ import zlib
 
 import numpy as np
 
-PURPOSES = ("init", "dropout", "shuffle", "augment", "split")
+PURPOSES = ("init", "dropout", "shuffle", "augment", "split", "search")
 _LIMIT = 2 ** 64
 
 
