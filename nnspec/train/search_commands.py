@@ -120,8 +120,20 @@ def cmd_search(args) -> int:
 
 
 def _command(args, s) -> str:
-    return " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0].endswith("nnspec") \
-        else f"nnspec search {shlex.quote(args.file)} … --run {shlex.quote(s.run)} (the same flags)"
+    """The command that continues this search (the same flags)."""
+    parts = ["nnspec", "search", args.file, "--trials", str(args.trials)]
+    for flag in ("epochs", "storage", "study", "jobs", "sampler", "seed", "refine", "refine_trials",
+                 "refine_epochs", "data", "backend", "device", "precision"):
+        v = getattr(args, flag)
+        if v is not None and v != _DEFAULTS.get(flag):
+            parts += [f"--{flag.replace('_', '-')}", str(v)]
+    for d in args.set or ():
+        parts += ["--set", d]
+    parts += ["--run", s.run]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+_DEFAULTS = {"jobs": 1, "sampler": "random", "seed": 0, "backend": "torch", "device": "cpu", "precision": "fp32"}
 
 
 # ---- workers
