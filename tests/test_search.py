@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -280,3 +281,58 @@ def test_jobs_2_killed_and_continued_completes_the_study(spec, tmp_path):
     # the interrupted trials were run again with their values, resuming their checkpoints
     retried = [t for t in st.get_trials() if "retry_of" in t.user_attrs]
     assert all(t.params == st.trials[t.user_attrs["retry_of"]].params for t in retried)
+
+
+# ---- docs/experiments.md
+
+def _make_search():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_search", ROOT / "docs" / "figures" / "make_search.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_experiments_page_shows_the_script_s_commands_outputs_and_figures():
+    """docs/experiments.md shows the commands docs/figures/make_search.py runs, and what they
+    printed when it ran (regenerate both with `python docs/figures/make_search.py`)."""
+    mod = _make_search()
+    page = (ROOT / "docs" / "experiments.md").read_text("utf-8")
+    assert page.startswith("# Experiments from the lecture notes\n") and "\n## Hyperparameter search\n" in page
+    for name, argv in mod.SEARCHES.items():
+        assert f"<!-- make_search: command {name} -->\n    {mod.command_text(argv)}\n" in page, name
+        out = (ROOT / "docs" / "figures" / f"{name}.out").read_text("utf-8")
+        assert f"<!-- make_search: {name} -->\n```text\n{out}```\n<!-- end -->" in page, name
+        assert re.search(r"^\d+ trials: \d+ complete", out, re.M) and "best: trial" in out
+        png = ROOT / "docs" / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"](figures/{name}.png)" in page
+        # the page's command is a valid search: it parses, with the ranges it claims
+        args = cli.build_parser().parse_args(argv[1:])
+        assert args.func.__name__ == "cmd_search" and args.trials == int(argv[argv.index("--trials") + 1])
+
+
+def test_a_trial_of_a_dead_process_is_failed_and_queued_again(spec, tmp_path, capsys):
+    """What the next command does with a trial whose process was killed mid-way: on this
+    machine the pid is gone, so it is failed at once and queued with its values; the trial
+    that runs it resumes the dead one's checkpoint and the stage ends complete."""
+    import socket
+    run = tmp_path / "r"
+    assert search(spec, run, "--set", "lr=loguniform(1e-3, 1)", trials=1, capsys=capsys)[0] == 0
+    st = study(run)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    t = st.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1, log=True)})
+    t.set_user_attr("host", socket.gethostname())
+    t.set_user_attr("pid", dead.pid)
+    t.set_user_attr("run", str(run / "trials" / "0000"))  # a run directory with a checkpoint
+    assert S.reap(st) == 1
+    trials = st.get_trials()
+    assert trials[t.number].state.name == "FAIL" and "failed" not in trials[t.number].user_attrs
+    queued = trials[-1]
+    assert queued.state.name == "WAITING" and queued.system_attrs["fixed_params"] == trials[t.number].params
+    assert queued.user_attrs == {"retry_of": t.number, "resume": str(run / "trials" / "0000")}
+    assert S.reap(st) == 0  # once
+    # the same command, two trials now: runs the queued one, resuming that directory
+    code, out = search(spec, run, "--set", "lr=loguniform(1e-3, 1)", trials=2, capsys=capsys)
+    assert code == 0 and len(finished(study(run))) == 2
+    assert study(run).get_trials()[-1].user_attrs["run"] == str(run / "trials" / "0000")

@@ -262,13 +262,20 @@ def reap(study) -> int:
         pid = t.user_attrs.get("pid")
         if t.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
             continue
-        try:
-            if study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
-                _requeue(study, study._storage.get_trial(t._trial_id))
-                n += 1
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
+        if _fail(study, t.number):
+            n += 1
     return n
+
+
+def _fail(study, number: int) -> bool:
+    """Fail a running trial and queue it again; False if it was no longer running."""
+    optuna = _optuna()
+    try:
+        study.tell(number, state=optuna.trial.TrialState.FAIL)
+    except (ValueError, RuntimeError):  # finished meanwhile (by its process, or another reaper)
+        return False
+    _requeue(study, next(t for t in study.get_trials(deepcopy=False) if t.number == number))
+    return True
 
 
 def _requeue(study, trial) -> None:
@@ -338,7 +345,9 @@ def work(s: Search, stage: int, on_trial: Callable[[TrialReport], None] = lambda
             number = current.get("number")
             if number is not None:
                 t = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
-                if t is not None and _interrupted(t):
+                if t is not None and t.state.name == "RUNNING":  # interrupted outside the trainer
+                    _fail(study, number)
+                elif t is not None and _interrupted(t):
                     _requeue(study, t)
             raise Stopped() from None
 

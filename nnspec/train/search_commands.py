@@ -162,7 +162,7 @@ def _run_stage(s, stage: int, jobs: int, out) -> int:
     procs, lifelines = [], []
     for _ in range(jobs):
         r, w = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_worker, args=(s, stage, out is sys.stderr, r))
+        p = ctx.Process(target=_worker, args=(s, stage, out is sys.stderr, r, jobs))
         p.start()
         r.close()
         procs.append(p)
@@ -199,13 +199,16 @@ def _run_stage(s, stage: int, jobs: int, out) -> int:
     return 0
 
 
-def _worker(s, stage: int, to_stderr: bool, lifeline) -> None:
+def _worker(s, stage: int, to_stderr: bool, lifeline, jobs: int) -> None:
     """One process of --jobs: runs trials until the stage has its target. When the process
     that started it dies (its end of `lifeline` closes), it stops as after a SIGTERM: the
     running trial writes its checkpoint and is queued again."""
     import os
     import signal
     import threading
+
+    # the processes share the cores: N processes of all-core thread pools run slower than one
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
 
     from . import search as S
 
