@@ -336,3 +336,13 @@ def test_a_trial_of_a_dead_process_is_failed_and_queued_again(spec, tmp_path, ca
     code, out = search(spec, run, "--set", "lr=loguniform(1e-3, 1)", trials=2, capsys=capsys)
     assert code == 0 and len(finished(study(run))) == 2
     assert study(run).get_trials()[-1].user_attrs["run"] == str(run / "trials" / "0000")
+
+
+def test_tpe_starts_from_the_keyed_random_draws(spec, tmp_path, capsys):
+    """TPE draws its first trials at random: with the sampler's start-up draws keyed like the
+    random sampler's, its first trials are exactly those of a random search of the same seed."""
+    flags = ["--set", "lr=loguniform(1e-3, 1)", "--set", "init=xavier,he", "--seed", "5"]
+    assert search(spec, tmp_path / "t", *flags, "--sampler", "tpe", trials=2, capsys=capsys)[0] == 0
+    assert search(spec, tmp_path / "r", *flags, trials=2, capsys=capsys)[0] == 0
+    tpe, rnd = finished(study(tmp_path / "t")), finished(study(tmp_path / "r"))
+    assert [t.params for t in tpe] == [t.params for t in rnd] and len({t.params["lr"] for t in tpe}) == 2
