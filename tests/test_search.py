@@ -212,10 +212,15 @@ def test_refine_narrows_the_ranges_to_the_best_k(spec, tmp_path, capsys):
 
 
 def test_plot_and_json_summary(spec, tmp_path, capsys):
-    run, png = tmp_path / "r", tmp_path / "s.png"
-    code, out = search(spec, run, "--set", "optimizer=sgd,momentum,adam", "--set", "lr=loguniform(1e-3, 1e-1)",
-                       "--plot", str(png), "--format", "json", trials=3, capsys=capsys)
+    run, png, db = tmp_path / "r", tmp_path / "s.png", tmp_path / "shared.db"
+    flags = ["--set", "optimizer=sgd,momentum,adam", "--set", "lr=loguniform(1e-3, 1e-1)", "--format", "json",
+             "--storage", f"sqlite:///{db}", "--study", "shared"]
+    code, out = search(spec, run, *flags, "--plot", str(tmp_path / "no" / "s.png"), trials=3, capsys=capsys)
+    assert code == 2 and "does not exist" in out.err and not db.exists()  # refused before any trial
+    code, out = search(spec, run, *flags, "--plot", str(png), trials=3, capsys=capsys)
     assert code == 0, out.err
+    assert not (run / "study.db").exists() and len(finished(optuna.load_study(
+        study_name="shared", storage=f"sqlite:///{db}"))) == 3  # the study lives in the --storage database
     doc = json.loads(out.out)
     assert doc["complete"] == 3 and len(doc["trials"]) == 3 and doc["spec_lines"][0].startswith("optimizer ")
     assert doc["best"][0]["value"] == max(t["value"] for t in doc["trials"])
@@ -242,7 +247,8 @@ def test_jobs_2_killed_and_continued_completes_the_study(spec, tmp_path):
     cmd = [sys.executable, "-m", "nnspec", "search", spec, "--trials", "20", "--epochs", "3", "--jobs", "2",
            "--set", "lr=loguniform(1e-4, 1)", "--set", "weight_decay=loguniform(1e-6, 1e-1)", "--run", str(run)]
     env = {**os.environ, "NO_COLOR": "1"}
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    log = open(tmp_path / "first.out", "w")
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 240
     while time.time() < deadline:  # until a few trials finished
         time.sleep(1)
@@ -255,7 +261,7 @@ def test_jobs_2_killed_and_continued_completes_the_study(spec, tmp_path):
     workers = {t.user_attrs["pid"] for t in study(run).get_trials() if "pid" in t.user_attrs}
     p.send_signal(signal.SIGKILL)  # the coordinator dies without a word: its workers must notice
     p.wait()
-    p.stdout.close()
+    log.close()
     for pid in workers:  # they stop by themselves, checkpointing the trial they were running
         for _ in range(120):
             try:

@@ -255,12 +255,19 @@ def _alive(pid: int) -> bool:
 
 def reap(study) -> int:
     """Fail the running trials of this machine's dead processes and queue them again (other
-    machines' dead trials go stale by their missing heartbeat). Returns how many."""
+    machines' dead trials go stale by their missing heartbeat). A trial that never recorded
+    its process (killed between Optuna's ask and the objective's first line, before its first
+    heartbeat too) is failed once it has run for the grace period. Returns how many."""
+    import datetime
     optuna = _optuna()
     host, n = socket.gethostname(), 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
+        if pid is None:
+            started = t.datetime_start or datetime.datetime.now()
+            if (datetime.datetime.now() - started).total_seconds() < GRACE_S:
+                continue
+        elif t.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
             continue
         if _fail(study, t.number):
             n += 1

@@ -84,6 +84,9 @@ def cmd_search(args) -> int:
     from . import search as S
 
     s = _definition(args)
+    if args.plot:
+        from ..backends.commands import check_output
+        check_output(args.plot)  # before the trials, not after
     out = sys.stderr if args.format == "json" else sys.stdout
     try:
         S.prepare(s)

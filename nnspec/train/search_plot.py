@@ -45,12 +45,19 @@ def plot_search(summary: dict, s, out) -> None:
     for ax in axes[panels:]:
         ax.axis("off")
     fig.tight_layout()
+    import io
+
+    from ..backends.commands import write_atomic
+    from ..cli import UsageError
+    buf = io.BytesIO()
     try:
-        fig.savefig(out, dpi=110)
-    except OSError as e:
-        raise PlotError(f"{out}: cannot write the plot ({e.strerror or e})") from None
+        fig.savefig(buf, format="png", dpi=110)
     finally:
         plt.close(fig)
+    try:
+        write_atomic(str(out), buf.getvalue())  # whole or not at all
+    except UsageError as e:
+        raise PlotError(str(e)) from None
 
 
 def _scatter(ax, d, trials) -> None:
