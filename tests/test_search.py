@@ -352,3 +352,41 @@ def test_tpe_starts_from_the_keyed_random_draws(spec, tmp_path, capsys):
     assert search(spec, tmp_path / "r", *flags, trials=2, capsys=capsys)[0] == 0
     tpe, rnd = finished(study(tmp_path / "t")), finished(study(tmp_path / "r"))
     assert [t.params for t in tpe] == [t.params for t in rnd] and len({t.params["lr"] for t in tpe}) == 2
+
+
+CLAIM = """\
+import json, sys
+import optuna
+from nnspec.train import search as S
+study = optuna.load_study(study_name="q", storage=S.storage(S.Search(spec="x.nn", dims=[], trials=1, run=sys.argv[1])))
+got = []
+for _ in range(10):
+    t = study.ask()
+    got.append(t.number)
+    study.tell(t, 1.0)
+print(json.dumps(got))
+"""
+
+
+def test_queued_trials_are_claimed_once_by_concurrent_processes(tmp_path):
+    """Trials queued again (WAITING) are taken by whichever process asks first: with SQLite's
+    deferred transactions two processes could both claim one and run it twice (Optuna then
+    fails: "Cannot tell a COMPLETE trial"); each transaction begins IMMEDIATE, so they cannot."""
+    import warnings
+    run = tmp_path / "q"
+    run.mkdir()
+    st = optuna.create_study(study_name="q", storage=S.storage(S.Search(spec="x.nn", dims=[], trials=1, run=str(run))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(30):
+            st.enqueue_trial({}, user_attrs={"i": i})
+    script = tmp_path / "claim.py"
+    script.write_text(CLAIM)
+    procs = [subprocess.Popen([sys.executable, "-W", "ignore", str(script), str(run)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    got = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        got += json.loads(out)
+    assert sorted(got) == list(range(30))  # every queued trial claimed exactly once

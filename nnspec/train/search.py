@@ -173,16 +173,39 @@ def sampler(kind: str, seed: int):
 def storage(s: Search):
     optuna = _optuna()
     url = s.url()
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    sqlite = url.startswith("sqlite")
+    kwargs = {}
+    if sqlite:
+        from sqlalchemy.pool import NullPool
+        kwargs = {"connect_args": {"timeout": 60}, "poolclass": NullPool}
     try:
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S, heartbeat_stale_trial_callback=_requeue)
+            st = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                                            grace_period=GRACE_S, heartbeat_stale_trial_callback=_requeue)
         except TypeError:  # Optuna before 4.9 names the callback failed_trial_callback
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S, failed_trial_callback=_requeue)
+            st = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                                            grace_period=GRACE_S, failed_trial_callback=_requeue)
     except Exception as e:  # sqlalchemy's errors: a bad URL, a database that cannot be opened
         raise SearchError(f"--storage {url}: cannot open the study database ({type(e).__name__}: {e})") from None
+    if sqlite:
+        _immediate_transactions(st.engine)
+    return st
+
+
+def _immediate_transactions(engine) -> None:
+    """Every SQLite transaction takes the write lock when it begins (BEGIN IMMEDIATE, the
+    SQLAlchemy recipe for serializable SQLite). Without it two processes can both read a queued
+    trial as WAITING and both run it: Optuna's claim is a read, then a write, and SQLite's
+    deferred transactions let both reads through before either write."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, record):
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN off: ours below
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def open_study(s: Search, stage: int, create: bool = False):
