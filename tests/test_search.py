@@ -284,9 +284,11 @@ def test_jobs_2_killed_and_continued_completes_the_study(spec, tmp_path):
     assert "20 trials: 20 complete, 0 failed" in again.stdout
     best = max(done, key=lambda t: t.value)
     assert f"best: trial {best.number}, val acc {best.value:.3f}" in again.stdout
-    # the interrupted trials were run again with their values, resuming their checkpoints
+    # the interrupted trials were run again with the values they had drawn (one killed before
+    # it drew them draws afresh)
     retried = [t for t in st.get_trials() if "retry_of" in t.user_attrs]
-    assert all(t.params == st.trials[t.user_attrs["retry_of"]].params for t in retried)
+    assert retried and all(st.trials[t.user_attrs["retry_of"]].params.items() <= t.params.items()
+                           for t in retried)
 
 
 # ---- docs/experiments.md

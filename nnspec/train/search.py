@@ -345,9 +345,13 @@ def space_of(s: Search, stage: int) -> list[Dim]:
     return [Dim.from_json(d) for d in fine["space"]]
 
 
-def work(s: Search, stage: int, on_trial: Callable[[TrialReport], None] = lambda r: None) -> None:
+def work(s: Search, stage: int, on_trial: Callable[[TrialReport], None] = lambda r: None,
+         stop=None) -> None:
     """Run trials of `stage` until it has its target (one process of --jobs). Raises Stopped
-    when a signal interrupted a trial (the trial is queued again)."""
+    when a signal interrupted a trial (the trial is queued again), or arrived as one ended, or
+    `stop` (a threading.Event) is set: no new trial starts."""
+    import threading
+    stop = stop if stop is not None else threading.Event()
     study = open_study(s, stage)
     reap(study)
     dims = space_of(s, stage)
@@ -357,7 +361,7 @@ def work(s: Search, stage: int, on_trial: Callable[[TrialReport], None] = lambda
 
     def objective(trial):
         current["number"] = trial.number
-        return _objective(s, stage, dims, base, trial, target)
+        return _objective(s, stage, dims, base, trial, target, stop)
 
     def report(study, frozen):
         if frozen.state.name not in ("COMPLETE", "FAIL") or _interrupted(frozen):
@@ -365,6 +369,8 @@ def work(s: Search, stage: int, on_trial: Callable[[TrialReport], None] = lambda
         on_trial(_report(stage, frozen, dims, counts(study)[0], target))
 
     while True:
+        if stop.is_set():
+            raise Stopped()
         finished, running, waiting = counts(study)
         if not waiting and finished + running >= target:
             return
@@ -395,7 +401,7 @@ def _suggest(trial, d: Dim):
     return trial.suggest_categorical(d.name, list(d.choices))
 
 
-def _objective(s: Search, stage: int, dims, base, trial, target: int) -> float:
+def _objective(s: Search, stage: int, dims, base, trial, target: int, stop) -> float:
     import shutil
 
     from ..errors import SpecError
@@ -428,7 +434,7 @@ def _objective(s: Search, stage: int, dims, base, trial, target: int) -> float:
     except SpecError as e:
         fail(f"the spec does not load with {_values_text(dims, values)}: {e.diagnostics[0].message}")
     spec = Spec(dataclasses.replace(spec.graph, train=cfg))
-    losses = _Losses(run_dir)
+    losses = _Losses(run_dir, stop)
     epochs = s.stage_epochs(stage) if not any(d.name == "epochs" for d in dims) else None
     opts = Options(data=s.data, epochs=epochs, run=run_dir, resume=resuming, backend=s.backend,
                    device=s.device, precision=s.precision, health=s.health, handle_signals=True)
@@ -453,8 +459,9 @@ class _Losses:
     """Every step's training loss of a trial, kept in its run directory (losses.json, rewritten
     at each epoch end) for the loss curves of `--plot`; a resumed trial continues its file."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, stop=None):
         self.path = run_dir / LOSSES
+        self.stop = stop  # set when a signal reached the trainer: the trial is the last one
         self.steps: list[list] = []
         self.nonfinite = (None, None)
 
@@ -470,6 +477,8 @@ class _Losses:
             self.write()
         elif kind == "epoch":
             self.write()
+        elif kind == "interrupt" and self.stop is not None:
+            self.stop.set()
 
     def write(self) -> None:
         from ..checkpoint import atomic_write

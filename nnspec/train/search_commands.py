@@ -171,14 +171,9 @@ def _run_stage(s, stage: int, jobs: int, out) -> int:
         procs.append(p)
         lifelines.append(w)
 
-    def forward(signum, frame):  # `kill PID`: the workers checkpoint their trials too
-        for p in procs:
-            if p.pid is not None and p.is_alive():
-                try:
-                    import os
-                    os.kill(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+    def forward(signum, frame):  # `kill PID`: the workers stop too, checkpointing their trials
+        for w in lifelines:
+            w.close()
     previous = signal.signal(signal.SIGTERM, forward)
     try:
         for p in procs:
@@ -215,17 +210,25 @@ def _worker(s, stage: int, to_stderr: bool, lifeline, jobs: int) -> None:
 
     from . import search as S
 
+    stop = threading.Event()
+
     def watch():
         try:
             lifeline.recv()
         except (EOFError, OSError):
             pass
+        stop.set()  # no new trial; the running one checkpoints (the trainer's SIGTERM handler)
         os.kill(os.getpid(), signal.SIGTERM)
+
+    def between_trials(signum, frame):
+        stop.set()
+        raise KeyboardInterrupt
     threading.Thread(target=watch, daemon=True).start()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # between trials: KeyboardInterrupt
+    signal.signal(signal.SIGTERM, between_trials)
+    signal.signal(signal.SIGINT, between_trials)
     out = sys.stderr if to_stderr else sys.stdout
     try:
-        S.work(s, stage, _printer(S.space_of(s, stage), out))
+        S.work(s, stage, _printer(S.space_of(s, stage), out), stop)
     except S.Stopped:
         sys.exit(130)
     except S.SearchError as e:
