@@ -392,3 +392,28 @@ def test_queued_trials_are_claimed_once_by_concurrent_processes(tmp_path):
         assert p.returncode == 0, err
         got += json.loads(out)
     assert sorted(got) == list(range(30))  # every queued trial claimed exactly once
+
+
+def test_space_docstring_example():
+    import doctest
+    assert doctest.testmod(space).failed == 0
+
+
+def test_a_network_parameter_is_searched_through_the_spec(spec, tmp_path, capsys):
+    """`width` is the spec's own parameter: each trial builds the network with its width (the
+    run's manifest records the layer), and a width the spec refuses fails that trial only."""
+    run = tmp_path / "r"
+    code, out = search(spec, run, "--set", "width=0,8,24", "--seed", "4", trials=5, capsys=capsys)
+    assert code == 0, out.err
+    trials = finished(study(run))
+    widths = {t.params["width"] for t in trials}
+    assert widths == {0, 8, 24}, widths
+    for t in trials:
+        if t.params["width"] == 0:
+            assert t.state.name == "FAIL" and t.user_attrs["failed"].startswith("the spec does not load with width 0")
+            continue
+        manifest = json.loads((run / "trials" / f"{t.number:04d}" / "manifest.json").read_text())
+        fc1 = next(row for row in manifest["architecture"] if row[0] == "fc1")
+        assert fc1[4] == [t.params["width"]]
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    assert f"network tiny(classes = 10, width = {best.params['width']})" in out.out
