@@ -61,6 +61,8 @@ def _definition(args):
     from ..spec import load
     from . import space
     from .search import Search
+    if args.file == "-":
+        raise UsageError("nnspec search reads the spec from a file (each trial loads it again), not standard input")
     network = load(args.file).graph.args
     try:
         dims = space.parse(args.set, network)
