@@ -23,6 +23,7 @@ EXTENSIONS: tuple[str, ...] = (
     "nnspec.train.explore_commands",
     "nnspec.diagram_commands",
     "nnspec.web.commands",
+    "nnspec.train.search_commands",
 )
 
 

@@ -47,6 +47,14 @@ OPTIMIZERS = {
               Arg("line_search", "enum:none|strong_wolfe", "none")),
 }
 
+# Named settings of the optimizers above that a search may compare by name
+# (`nnspec search --set optimizer=sgd,momentum,nesterov,adam`): SGD with momentum and with
+# Nesterov's look-ahead, rho = 0.9 (the lower end of the usual 0.9-0.99).
+OPTIMIZER_PRESETS = {
+    "momentum": ("sgd", {"momentum": 0.9}),
+    "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}),
+}
+
 # Per-optimizer state kept for each trainable parameter (for the training-memory estimate).
 def optimizer_slots(name: str, options: Mapping[str, Any]) -> int:
     if name == "sgd":
@@ -395,6 +403,25 @@ def _check_members(values: dict, spans: Mapping[str, Span], errors: Collector) -
                             f"loss {loss.name} takes no class weights", spans["class_weights"],
                    help="use `loss cross_entropy`, or `sampler balanced` (oversampling works with any loss)")
         values.pop("class_weights")
+
+
+class ChoiceError(ValueError):
+    """A value given outside a spec (a search's `--set optimizer=…`) that the schema refuses."""
+
+    def __init__(self, message: str, help: str | None = None):
+        super().__init__(message)
+        self.message, self.help = message, help
+
+
+def choice(key: str, value) -> Choice:
+    """One value of a choice key (`optimizer`, `loss`, `init`, …) checked as the train
+    section checks it: a bare word (`values.Sym`) or a call (`values.CallValue`), with every
+    option filled in. Raises ChoiceError."""
+    table = INITS if key == "init" else _CHOICE[key]
+
+    def fail(msg, span=None, help=None):
+        raise ChoiceError(msg, help)
+    return _choice(key, table, value, None, fail)
 
 
 def _typed(key, kind, v, span, fail):

@@ -31,6 +31,7 @@ What is keyed by what (the convention the backends share):
     lr_find   name = data split ("train"), step = pass over the data: the order of the
               learning-rate finder's mini-batches (its own, so a sweep shares no draw with training)
     noise     name = parameter name, step = global training step: weight noise (`noise weights=σ`)
+    search    name = hyperparameter, step = trial number: that trial's random draw of it
 
 Because a stream depends on its own key only, adding a layer elsewhere does not change a
 layer's numbers, and step 1000's dropout masks can be drawn without drawing steps 0-999:
@@ -63,7 +64,7 @@ import zlib
 
 import numpy as np
 
-PURPOSES = ("init", "dropout", "shuffle", "augment", "split", "noise", "histogram", "lr_find")
+PURPOSES = ("init", "dropout", "shuffle", "augment", "split", "noise", "histogram", "lr_find", "search")
 _LIMIT = 2 ** 64
 
 
