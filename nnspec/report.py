@@ -193,11 +193,11 @@ def totals_lines(an: Analysis) -> list[str]:
         f"parameter size  {human_bytes(t.param_bytes)} ({an.dtype}, {size} bytes per value)",
         f"forward memory  {human_bytes(t.forward_bytes)} for batch {an.batch} "
         f"({count(t.activations)} activation values per sample, input included)",
-        f"training memory {human_bytes(t.train_bytes)} estimated, the step's peak (at the {t.peak_at}): "
-        f"parameters {human_bytes(t.param_bytes)} + {t.optimizer} state "
+        f"training memory {human_bytes(t.train_bytes)} estimated, the step's peak (at the {clip(t.peak_at, MAX_CELL + 12)})",
+        f"peak made of    parameters {human_bytes(t.param_bytes)} + {t.optimizer} state "
         f"{human_bytes(t.train_bytes - t.param_bytes - t.peak_bytes)} ({t.optimizer_slots} per parameter) + "
-        f"gradients made so far {human_bytes(t.peak_parts[2])} + activations kept for backward still "
-        f"alive {human_bytes(t.peak_parts[0])} + activation gradients {human_bytes(t.peak_parts[1])}",
+        f"gradients so far {human_bytes(t.peak_parts[2])} + kept activations still alive "
+        f"{human_bytes(t.peak_parts[0])} + activation gradients {human_bytes(t.peak_parts[1])}",
         f"backward keeps  {human_bytes(t.saved_bytes)} in all for batch {an.batch} "
         f"({count(t.kept)} activation values per sample)",
     ]
